@@ -1,0 +1,77 @@
+"""Plain data types shared by the ROS-free modules.
+
+Box convention used everywhere in the library: a NumPy array of shape (N, 4),
+dtype float32, rows ``[x1, y1, x2, y2]`` in source-image pixels, where
+``(x1, y1)`` is the top-left pixel edge and ``(x2, y2)`` the bottom-right
+edge (exclusive), so ``width = x2 - x1``.  This maps to
+``sensor_msgs/RegionOfInterest`` as ``x_offset = x1, y_offset = y1,
+width = x2 - x1, height = y2 - y1`` (after rounding to whole pixels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class Detection:
+    """One ranked candidate for the commanded object.
+
+    Attributes:
+        label: the phrase matched, e.g. ``"red ball"``.
+        score: fused ranking score (higher is better; unitless).
+        confidence: probability-like value in [0, 1] used for the
+            "not found" threshold.
+        box: (4,) float32 ``[x1, y1, x2, y2]`` in source-image pixels.
+        position: (3,) float64 metres in the camera optical frame
+            (REP 103: x right, y down, z forward), or ``None`` when there is
+            no valid depth / intrinsics.  Never a made-up (0, 0, 0).
+        size: (3,) float64 metres, extent estimate, or ``None`` when unknown.
+        clip_score: normalised CLIP score in [0, 1] before fusion.
+        color_score: colour-prior score in [0, 1] (``None`` when the phrase
+            names no colour).
+    """
+
+    label: str
+    score: float
+    confidence: float
+    box: np.ndarray
+    position: Optional[np.ndarray] = None
+    size: Optional[np.ndarray] = None
+    clip_score: float = 0.0
+    color_score: Optional[float] = None
+
+    @property
+    def roi(self) -> tuple[int, int, int, int]:
+        """``(x_offset, y_offset, width, height)`` in whole pixels (RegionOfInterest)."""
+        x1, y1, x2, y2 = (int(round(float(v))) for v in self.box)
+        return x1, y1, max(0, x2 - x1), max(0, y2 - y1)
+
+    @property
+    def has_position(self) -> bool:
+        return self.position is not None
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form used by the CLI (``--json``)."""
+        x, y, w, h = self.roi
+        return {
+            "label": self.label,
+            "score": float(self.score),
+            "confidence": float(self.confidence),
+            "roi": {"x_offset": x, "y_offset": y, "width": w, "height": h},
+            "position": None if self.position is None else [float(v) for v in self.position],
+            "size": None if self.size is None else [float(v) for v in self.size],
+        }
+
+
+@dataclass
+class Timings:
+    """Per-stage wall-clock durations of one frame, in milliseconds."""
+
+    stages_ms: dict = field(default_factory=dict)
+
+    def add(self, stage: str, ms: float) -> None:
+        self.stages_ms[stage] = self.stages_ms.get(stage, 0.0) + float(ms)
