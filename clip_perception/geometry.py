@@ -1,0 +1,346 @@
+"""3D geometry from a depth image and pinhole intrinsics (ROS-free).
+
+Conventions (shared with the rest of the library, see ``types.py``):
+
+* Frame: camera optical frame, REP 103 (https://www.ros.org/reps/rep-0103.html):
+  x right, y down, z forward; metres.
+* Intrinsics ``K``: (3, 3) float64, ``sensor_msgs/CameraInfo.k`` reshaped,
+  ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``.
+* Pixels: ``u`` = column index, ``v`` = row index; the *centre* of pixel
+  ``(u, v)`` is at the integer coordinates ``(u, v)``, as in camera_info
+  (the same convention as OpenCV's ``projectPoints``). Pinhole
+  back-projection (Hartley & Zisserman, *Multiple View Geometry*, eq. 6.1):
+  ``X = (u - cx) * Z / fx``, ``Y = (v - cy) * Z / fy``.
+* Boxes: ``[x1, y1, x2, y2]`` in pixel *edges*, ``x2``/``y2`` exclusive, so
+  the box covers pixel columns ``x1 .. x2 - 1`` and its centre, in the
+  pixel-centre convention above, is ``((x1 + x2 - 1) / 2, (y1 + y2 - 1) / 2)``.
+* Depth: (H, W) float32 metres; NaN (and any non-finite or <= 0 value) is
+  invalid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional, Tuple
+
+import numpy as np
+
+__all__ = [
+    "BoxGeometry",
+    "pixel_to_point",
+    "valid_intrinsics",
+    "box_center",
+    "box_position",
+    "depth_aligned",
+    "check_depth_aligned",
+    "backproject_depth",
+    "scale_intrinsics",
+    "subsample_intrinsics",
+]
+
+
+@dataclass
+class BoxGeometry:
+    """3D estimate of the object inside a box.
+
+    Attributes:
+        position: (3,) float64 metres, camera optical frame (REP 103). The
+            back-projection of the box centre pixel at the median depth of the
+            used pixels (the visible front surface, not the volumetric centre).
+            Never (0, 0, 0): it always has z > 0.
+        size: (3,) float64 metres ``[width (x), height (y), depth extent (z)]``:
+            box width/height in pixels scaled by ``median_depth / fx`` and
+            ``median_depth / fy``; depth extent = 95th - 5th percentile of the
+            used pixels' depths (the visible surface's spread, so it
+            underestimates the extent of an object seen face-on).
+        num_valid: number of depth pixels used for the estimate.
+
+    Iterating yields ``(position, size)`` so ``position, size = geom`` works.
+    """
+
+    position: np.ndarray
+    size: np.ndarray
+    num_valid: int
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        yield self.position
+        yield self.size
+
+
+def valid_intrinsics(K) -> bool:
+    """True when ``K`` is a usable pinhole matrix.
+
+    Args:
+        K: array-like of 9 numbers ((3, 3) or flat), or None.
+
+    Returns:
+        False for None, wrong size, any NaN/Inf, or ``fx <= 0`` / ``fy <= 0``
+        (so the all-zero ``CameraInfo.k`` of an uncalibrated camera is invalid).
+    """
+    if K is None:
+        return False
+    try:
+        k = np.asarray(K, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    if k.size != 9:
+        return False
+    k = k.reshape(3, 3)
+    if not np.all(np.isfinite(k)):
+        return False
+    return bool(k[0, 0] > 0.0 and k[1, 1] > 0.0)
+
+
+def _as_K(K) -> np.ndarray:
+    if not valid_intrinsics(K):
+        raise ValueError(f"invalid intrinsics K (need finite 3x3 with fx, fy > 0): {K!r}")
+    return np.asarray(K, dtype=np.float64).reshape(3, 3)
+
+
+def pixel_to_point(u, v, z, K) -> np.ndarray:
+    """Back-project pixel ``(u, v)`` at depth ``z`` to a 3D point.
+
+    Pinhole model (Hartley & Zisserman eq. 6.1), REP 103 optical frame:
+    ``X = (u - cx) * Z / fx``, ``Y = (v - cy) * Z / fy``, ``Z = z``.
+    The skew term ``K[0, 1]`` is ignored (0 for ROS cameras).
+
+    Args:
+        u, v: pixel coordinates (column, row), pixel centres at integers;
+            scalars or broadcastable arrays.
+        z: depth along the optical axis, metres (scalar or array).
+        K: (3, 3) intrinsics.
+
+    Returns:
+        (3,) float64 metres for scalar input, ``(..., 3)`` for array input.
+
+    Raises:
+        ValueError: ``K`` invalid (see :func:`valid_intrinsics`).
+    """
+    k = _as_K(K)
+    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    u = np.asarray(u, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    x = (u - cx) * z / fx
+    y = (v - cy) * z / fy
+    x, y, z = np.broadcast_arrays(x, y, z)
+    return np.stack([x, y, z], axis=-1).astype(np.float64)
+
+
+def backproject_depth(depth: np.ndarray, K) -> np.ndarray:
+    """Back-project a whole depth image to an organised point image.
+
+    Args:
+        depth: (H, W) float metres, non-finite = invalid (stays NaN).
+        K: (3, 3) intrinsics of this depth image.
+
+    Returns:
+        (H, W, 3) float32 points in metres (REP 103 optical frame); NaN where
+        the depth is invalid.
+
+    Raises:
+        ValueError: ``K`` invalid or ``depth`` not 2-D.
+    """
+    k = _as_K(K)
+    d = np.asarray(depth, dtype=np.float32)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {d.shape}")
+    h, w = d.shape
+    d = np.where(np.isfinite(d) & (d > 0), d, np.nan).astype(np.float32)
+    xs = ((np.arange(w, dtype=np.float32) - np.float32(k[0, 2])) / np.float32(k[0, 0]))[None, :]
+    ys = ((np.arange(h, dtype=np.float32) - np.float32(k[1, 2])) / np.float32(k[1, 1]))[:, None]
+    out = np.empty((h, w, 3), dtype=np.float32)
+    out[..., 0] = xs * d
+    out[..., 1] = ys * d
+    out[..., 2] = d
+    return out
+
+
+def scale_intrinsics(K, sx: float, sy: float) -> np.ndarray:
+    """Intrinsics of an image resized (``cv2.resize``) by ``sx`` (width) and ``sy`` (height).
+
+    With pixel centres at integers, a resize maps ``u' + 0.5 = (u + 0.5) * sx``,
+    so ``fx' = fx * sx`` and ``cx' = (cx + 0.5) * sx - 0.5`` (same for y).
+
+    Returns:
+        (3, 3) float64.
+
+    Raises:
+        ValueError: ``K`` invalid.
+    """
+    k = _as_K(K).copy()
+    k[0, 0] *= sx
+    k[1, 1] *= sy
+    k[0, 1] *= sx
+    k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
+    k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
+    return k
+
+
+def subsample_intrinsics(K, step: int) -> np.ndarray:
+    """Intrinsics of ``img[::step, ::step]`` (pixel ``u' = u / step`` exactly):
+    ``fx' = fx / step``, ``cx' = cx / step`` (same for y).
+
+    Returns:
+        (3, 3) float64.
+
+    Raises:
+        ValueError: ``K`` invalid or ``step < 1``.
+    """
+    if int(step) < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    k = _as_K(K).copy()
+    k[:2, :] /= float(int(step))
+    return k
+
+
+def box_center(box) -> Tuple[float, float]:
+    """Centre ``(u, v)`` of an exclusive-edge ``[x1, y1, x2, y2]`` box in the
+    pixel-centre-at-integer convention: ``((x1 + x2 - 1) / 2, (y1 + y2 - 1) / 2)``."""
+    x1, y1, x2, y2 = (float(c) for c in np.asarray(box, dtype=np.float64).reshape(4))
+    return (x1 + x2 - 1.0) / 2.0, (y1 + y2 - 1.0) / 2.0
+
+
+def depth_aligned(rgb_shape, depth_shape) -> bool:
+    """True when a depth image can be indexed with colour-image pixels.
+
+    Only the (H, W) of both shapes are compared; a registered
+    (``aligned_depth_to_color``) depth has the colour image's resolution.
+    Returns False for missing/short shapes.
+    """
+    if rgb_shape is None or depth_shape is None:
+        return False
+    if len(rgb_shape) < 2 or len(depth_shape) < 2:
+        return False
+    return tuple(int(s) for s in rgb_shape[:2]) == tuple(int(s) for s in depth_shape[:2])
+
+
+#: Contract name (``check_depth_aligned``) for :func:`depth_aligned`.
+check_depth_aligned = depth_aligned
+
+
+def _pixel_range(lo: float, hi: float, n: int) -> Tuple[int, int]:
+    """Integer pixel index range [a, b) covered by exclusive edges lo..hi, clamped to [0, n]."""
+    a = int(np.floor(lo + 0.5))  # round half up, as Detection.roi does (for positive values)
+    b = int(np.floor(hi + 0.5))
+    return max(0, min(n, a)), max(0, min(n, b))
+
+
+def box_position(
+    depth: np.ndarray,
+    box,
+    K,
+    mask: Optional[np.ndarray] = None,
+    inner_fraction: float = 0.5,
+    depth_band: Optional[float] = None,
+    min_band: float = 0.03,
+) -> Optional[BoxGeometry]:
+    """Robust 3D position and size of the object in ``box``.
+
+    Method:
+      1. Round the box to whole pixels (``round(x1) .. round(x2) - 1``),
+         clamped to the image.
+      2. Without ``mask``: seed depth = median of the valid depths in the
+         central ``inner_fraction`` (per axis) of the box — the part least
+         likely to be background; if that part has no valid depth, the whole
+         box is used. The *used* pixels are the box's valid pixels within
+         ``band`` metres of the seed (a simple depth segmentation that drops
+         table/background behind, or occluders in front of, the object).
+         ``band = depth_band`` if given, else
+         ``max(min_band, 0.5 * max(box_width_m, box_height_m))`` with the box
+         size in metres at the seed depth (an object is about as deep as it
+         is wide).
+         With ``mask``: the used pixels are the valid pixels where ``mask``
+         is true inside the box (no band).
+      3. ``z`` = median depth of the used pixels; ``position`` =
+         :func:`pixel_to_point` of the box centre
+         ``((x1 + x2 - 1) / 2, (y1 + y2 - 1) / 2)`` at ``z`` (the box centre,
+         not the median pixel, so the ray stays the detection's centre).
+         A box partly outside the image is first clipped to it (float edges).
+      4. ``size`` = ``[w_px * z / fx, h_px * z / fy, p95(z_used) - p5(z_used)]``
+         with ``w_px``, ``h_px`` the clipped box width/height.
+
+    Args:
+        depth: (H, W) float metres, aligned with the image the box refers to;
+            NaN / Inf / <= 0 are invalid.
+        box: (4,) ``[x1, y1, x2, y2]`` pixels, exclusive x2/y2.
+        K: (3, 3) intrinsics of ``depth``.
+        mask: optional (H, W) bool foreground mask (same shape as ``depth``).
+        inner_fraction: (0, 1] central fraction of the box width/height that
+            seeds the median.
+        depth_band: half-width of the depth band around the seed, metres
+            (None = automatic, see above).
+        min_band: lower bound of the automatic band, metres.
+
+    Returns:
+        :class:`BoxGeometry`, or None when ``K`` is invalid, the box is
+        zero-area / outside the image, or no used pixel has valid depth.
+
+    Raises:
+        ValueError: ``depth`` is not 2-D, ``mask`` shape differs from
+            ``depth``, or ``inner_fraction`` not in (0, 1].
+    """
+    if not valid_intrinsics(K):
+        return None
+    k = np.asarray(K, dtype=np.float64).reshape(3, 3)
+    d = np.asarray(depth)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {d.shape}")
+    if not (0.0 < inner_fraction <= 1.0):
+        raise ValueError(f"inner_fraction must be in (0, 1], got {inner_fraction}")
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != d.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from depth shape {d.shape}")
+    b = np.asarray(box, dtype=np.float64).reshape(4)
+    if not np.all(np.isfinite(b)):
+        return None
+    h, w = d.shape
+    xa, xb = _pixel_range(b[0], b[2], w)
+    ya, yb = _pixel_range(b[1], b[3], h)
+    if xb <= xa or yb <= ya:
+        return None
+
+    crop = d[ya:yb, xa:xb].astype(np.float64)
+    valid = np.isfinite(crop) & (crop > 0)
+    if not valid.any():
+        return None
+    fx, fy = k[0, 0], k[1, 1]
+
+    if mask is not None:
+        used = valid & mask[ya:yb, xa:xb]
+        if not used.any():
+            return None
+        z_used = crop[used]
+    else:
+        bh, bw = crop.shape
+        ih = max(1, int(round(bh * inner_fraction)))
+        iw = max(1, int(round(bw * inner_fraction)))
+        oy, ox = (bh - ih) // 2, (bw - iw) // 2
+        inner = crop[oy:oy + ih, ox:ox + iw]
+        inner_valid = valid[oy:oy + ih, ox:ox + iw]
+        seed_vals = inner[inner_valid] if inner_valid.any() else crop[valid]
+        seed = float(np.median(seed_vals))
+        if depth_band is None:
+            extent = max((xb - xa) * seed / fx, (yb - ya) * seed / fy)
+            band = max(float(min_band), 0.5 * extent)
+        else:
+            band = float(depth_band)
+        z_all = crop[valid]
+        z_used = z_all[np.abs(z_all - seed) <= band]
+        if z_used.size == 0:  # only possible with a tiny explicit band
+            z_used = seed_vals
+
+    z = float(np.median(z_used))
+    if not (np.isfinite(z) and z > 0):
+        return None
+    # Visible part of the box (float edges clipped to the image) gives centre and size.
+    vis = np.array([max(b[0], 0.0), max(b[1], 0.0), min(b[2], float(w)), min(b[3], float(h))])
+    uc, vc = box_center(vis)
+    position = pixel_to_point(uc, vc, z, k)
+    p5, p95 = np.percentile(z_used, [5.0, 95.0])
+    size = np.array(
+        [(vis[2] - vis[0]) * z / fx, (vis[3] - vis[1]) * z / fy, float(p95 - p5)],
+        dtype=np.float64,
+    )
+    return BoxGeometry(position=position, size=size, num_valid=int(z_used.size))

@@ -1,0 +1,231 @@
+"""The ROS-free detector: one frame (+ optional depth and K) and a command in, ranked targets out.
+
+Data flow (one module per step)::
+
+    rgb ──► proposals ──► ranking (encoder: crops / dense) ──► geometry (depth + K) ──► FrameResult
+              ▲                ▲
+    depth, K ─┘   command text ─┘ (parsed once per command by ``command.parse_command``)
+
+The node (``node.py``) and the CLI (``cli.py``) only wrap :class:`Detector`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import numpy as np
+
+from . import geometry
+from .command import CommandParse, ParsedCommand, parse_command
+from .params import DetectorConfig
+from .proposals import propose
+from .ranking import rank
+from .types import Detection, Timings
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameResult:
+    """The outcome of :meth:`Detector.detect` for one frame.
+
+    Attributes:
+        command: the parsed command that was looked for (``None`` when the text held no command).
+        parse: the full parse of the text (status ``ok`` / ``no_command`` / ``unsupported``).
+        detections: ranked, best first, at most ``top_k``; empty = honest "not found".
+        proposals: (N, 4) float32 xyxy boxes in source pixels that were ranked.
+        objectness: (N,) float32 objectness of those proposals.
+        timings: per-stage wall-clock milliseconds (``proposals``, ``rank``, ``geometry``...).
+        notes: human-readable warnings for this frame (e.g. "depth not aligned: no 3D").
+        mode: ranking mode used (``crop``, ``dense`` or ``cascade``).
+    """
+
+    command: Optional[ParsedCommand]
+    parse: CommandParse
+    detections: list = field(default_factory=list)
+    proposals: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    objectness: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    timings: Timings = field(default_factory=Timings)
+    notes: list = field(default_factory=list)
+    mode: str = "crop"
+
+    @property
+    def found(self) -> bool:
+        return bool(self.detections)
+
+    @property
+    def best(self) -> Optional[Detection]:
+        return self.detections[0] if self.detections else None
+
+    def summary(self) -> str:
+        """One line for voice feedback: "found red ball at 0.42 m" / "no red ball in view"."""
+        if self.command is None:
+            return f"no command ({self.parse.reason})" if self.parse.reason else "no command"
+        target = self.command.target
+        best = self.best
+        if best is None:
+            return f"no {target} in view"
+        if best.position is not None:
+            return f"found {target} at {float(np.linalg.norm(best.position)):.2f} m"
+        return f"found {target} (no 3D position)"
+
+
+def resolve_mode(mode: str, device: str) -> str:
+    """``auto`` -> ``crop`` on CUDA, ``cascade`` on CPU; other modes unchanged."""
+    if mode != "auto":
+        return mode
+    return "crop" if str(device).startswith("cuda") else "cascade"
+
+
+class Detector:
+    """Finds the commanded object in RGB(-D) frames.
+
+    Args:
+        config: validated parameters (:func:`clip_perception.params.make_config`).
+        encoder: an object with ``encode_texts``, ``encode_boxes`` and ``logit_scale``
+            (``encoder.Encoder`` protocol).  ``None`` builds a :class:`encoder.ClipEncoder`
+            from ``config`` (which raises ``WeightsUnavailableError`` quickly when the
+            weights cannot be had offline).
+    """
+
+    def __init__(self, config: DetectorConfig, encoder=None):
+        self.config = config
+        if encoder is None:
+            from .encoder import ClipEncoder  # torch/open_clip only when a real model is wanted
+
+            encoder = ClipEncoder(
+                model_name=config.model_name,
+                pretrained=config.pretrained,
+                device=config.device,
+                precision=config.precision,
+                prompt_templates=tuple(config.prompt_templates),
+            )
+            if config.warmup:
+                encoder.warmup()
+        self.encoder = encoder
+        self._parsed_text: Optional[str] = None
+        self._parsed: Optional[CommandParse] = None
+
+    @property
+    def device(self) -> str:
+        return str(getattr(self.encoder, "device", "cpu"))
+
+    @property
+    def mode(self) -> str:
+        return resolve_mode(self.config.mode, self.device)
+
+    def parse(self, text: str) -> CommandParse:
+        """Parse ``text`` (cached for the last text, so a standing command is parsed once)."""
+        if text != self._parsed_text:
+            self._parsed = parse_command(text)
+            self._parsed_text = text
+        return self._parsed
+
+    def detect(
+        self,
+        rgb: np.ndarray,
+        command: Union[str, ParsedCommand],
+        depth: Optional[np.ndarray] = None,
+        K: Optional[np.ndarray] = None,
+        proposals: Optional[tuple] = None,
+    ) -> FrameResult:
+        """Rank proposals of ``rgb`` against ``command`` and locate the best ones in 3D.
+
+        Args:
+            rgb: (H, W, 3) uint8 RGB image.
+            command: raw command text (parsed; the first of an "and then" list is used) or
+                an already parsed command.
+            depth: optional (H, W) float32 depth in metres, NaN = invalid, aligned to ``rgb``
+                (same size and optical frame).  A depth of another size is ignored with a note.
+            K: optional (3, 3) intrinsics of the colour camera (``CameraInfo.k``).  Invalid K
+                (all zero, non-finite, fx or fy <= 0) -> no 3D, with a note.
+            proposals: optional precomputed ``(boxes (N, 4) float32 xyxy pixels, objectness
+                (N,) float32)`` to rank instead of running ``proposals.propose`` (the
+                benchmark feeds every mode the same boxes); the ``proposals`` timing is then 0.
+
+        Returns:
+            :class:`FrameResult`; detections without valid depth have ``position is None``.
+
+        Raises:
+            ValueError: ``rgb`` is not an (H, W, 3) uint8 array; ``proposals`` of mismatched lengths.
+        """
+        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be an (H, W, 3) uint8 array, got {getattr(rgb, 'shape', None)} "
+                             f"{getattr(rgb, 'dtype', type(rgb).__name__)}")
+        cfg = self.config
+        timings = Timings()
+        notes: list = []
+        if isinstance(command, ParsedCommand):
+            parsed = command
+            parse = CommandParse(status="ok", reason="", commands=[command])
+        else:
+            parse = self.parse(command)
+            parsed = parse.commands[0] if parse.status == "ok" and parse.commands else None
+        mode = self.mode
+        result = FrameResult(command=parsed, parse=parse, timings=timings, notes=notes, mode=mode)
+        if parsed is None or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+            return result
+
+        depth_ok = depth is not None
+        if depth is not None and not geometry.depth_aligned(rgb.shape, depth.shape):
+            notes.append(f"depth {depth.shape[:2]} is not aligned to the colour image {rgb.shape[:2]}: no 3D")
+            depth_ok = False
+        k_ok = K is not None and geometry.valid_intrinsics(K)
+        if depth_ok and K is not None and not k_ok:
+            notes.append("camera intrinsics K are invalid (zero or non-finite): no 3D")
+        if depth_ok and K is None:
+            notes.append("no camera intrinsics: no 3D")
+        use_depth = depth if depth_ok else None
+        use_k = np.asarray(K, dtype=np.float64).reshape(3, 3) if k_ok else None
+
+        t0 = time.perf_counter()
+        if proposals is not None:
+            boxes = np.asarray(proposals[0], dtype=np.float32).reshape(-1, 4)
+            objectness = np.asarray(proposals[1], dtype=np.float32).reshape(-1)
+            if objectness.shape[0] != boxes.shape[0]:
+                raise ValueError(f"{boxes.shape[0]} proposal boxes but {objectness.shape[0]} objectness values")
+        else:
+            boxes, objectness = propose(
+                rgb,
+                depth=use_depth if use_k is not None else None,
+                K=use_k,
+                methods=tuple(cfg.proposal_methods),
+                max_proposals=cfg.max_proposals,
+                nms_iou=cfg.nms_iou,
+                min_box_size=cfg.min_box_size,
+                max_side=cfg.proposal_max_side,
+                timings=timings,
+            )
+        timings.add("proposals", (time.perf_counter() - t0) * 1e3)
+        result.proposals, result.objectness = boxes, objectness
+
+        t0 = time.perf_counter()
+        ranked = rank(rgb, boxes, objectness, parsed, self.encoder, _ModeConfig(cfg, mode), depth=use_depth,
+                      timings=timings)
+        timings.add("rank", (time.perf_counter() - t0) * 1e3)
+        detections = list(ranked.detections)
+
+        t0 = time.perf_counter()
+        if use_depth is not None and use_k is not None:
+            for det in detections:
+                geo = geometry.box_position(use_depth, det.box, use_k)
+                if geo is not None:
+                    det.position, det.size = geo.position, geo.size
+        timings.add("geometry", (time.perf_counter() - t0) * 1e3)
+        result.detections = detections
+        return result
+
+
+class _ModeConfig:
+    """``config`` seen by the ranking with ``mode`` resolved (``auto`` replaced)."""
+
+    def __init__(self, config: DetectorConfig, mode: str):
+        self._config = config
+        self.mode = mode
+
+    def __getattr__(self, name):
+        return getattr(self._config, name)
+

@@ -1,0 +1,152 @@
+"""command.py robustness: arbitrary Unicode never raises, work is bounded, non-English is 'unsupported'.
+
+The number of hypothesis examples per test comes from ``CLIP_PERCEPTION_FUZZ_EXAMPLES``
+(default 200).  No timing asserts: bounded work is checked structurally (the
+parser never reads past its documented caps).
+"""
+
+import json
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clip_perception import command
+from clip_perception.command import (ACTIONS, MAX_COMMAND_CHARS, MAX_INPUT_CHARS, RELATION_KINDS, SPATIAL_KINDS,
+                                     parse_command)
+from clip_perception.colors import COLOR_NAMES
+
+EXAMPLES = int(os.environ.get("CLIP_PERCEPTION_FUZZ_EXAMPLES", "200"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Every Unicode category, including control (Cc), format (Cf: RTL marks, ZWJ), surrogates (Cs),
+# private use (Co) and unassigned (Cn).
+ANY_CHAR = st.characters(exclude_categories=())
+SPECIAL = ["\u202e", "\u200f", "\u200d", "\u0000", "\x1b[31m", "\ufeff", "\ud800", "🔴", "👍🏽", "שלום", "مرحبا",
+           "\r\n", "\t", "[BLANK_AUDIO]", "(inaudible)", "*cough*", "♪", "<|endoftext|>", "[", "(", "*", "-", "'"]
+VOCAB = sorted({w for key in ACTIONS for w in key} | {"the", "a", "red", "white", "and", "then", "ball", "cup",
+                                                      "left", "right", "of", "next", "to", "on", "second", "from",
+                                                      "um", "like", ",", ".", "robot", "please", "nearest", "it"})
+MIXED = st.lists(st.one_of(st.sampled_from(VOCAB), st.sampled_from(SPECIAL), st.text(ANY_CHAR, max_size=8)),
+                 max_size=30).map(" ".join)
+
+ACTION_VALUES = set(ACTIONS.values()) | {"find"}
+
+
+def _check_valid(res):
+    assert res.status in ("ok", "no_command", "unsupported")
+    assert isinstance(res.reason, str)
+    assert not res.reason.startswith("internal error")
+    if res.status == "ok":
+        assert res.commands
+        assert len(res.commands) <= command.MAX_COMMANDS
+    else:
+        assert res.commands == [] and res.reason
+    for c in res.commands:
+        assert c.target and c.target == c.target.strip()
+        assert c.noun
+        assert c.action in ACTION_VALUES
+        assert set(c.colors) <= set(COLOR_NAMES)
+        assert c.spatial is None or (c.spatial.kind in SPATIAL_KINDS and c.spatial.ordinal >= 1)
+        assert c.relation is None or (c.relation in RELATION_KINDS and c.reference)
+        c.summary()
+    json.dumps(res.to_dict())
+
+
+@FUZZ
+@given(st.text(ANY_CHAR, max_size=300))
+def test_arbitrary_unicode_never_raises(text):
+    """Case: any Unicode text (control chars, surrogates, RTL, emoji) parses without raising to a valid status."""
+    res = command._parse(text)  # the private entry point: no safety net, so a bug would raise here
+    _check_valid(res)
+    _check_valid(parse_command(text))
+
+
+@FUZZ
+@given(MIXED)
+def test_vocabulary_mixed_with_noise_never_raises(text):
+    """Case: command words mixed with artefacts, RTL marks, emoji and random text parse to a valid, stable result."""
+    res = command._parse(text)
+    _check_valid(res)
+    assert parse_command(text) == res  # deterministic
+
+
+def test_100k_characters_reads_only_the_cap(monkeypatch):
+    """Case: a 100,000-char input: only MAX_INPUT_CHARS are read, MAX_COMMAND_CHARS tokenised (bounded work)."""
+    seen = {"tokenize": 0, "strip": 0}
+    real_tokenize, real_strip = command._tokenize, command._strip_controls
+
+    def tokenize(text):
+        seen["tokenize"] = max(seen["tokenize"], len(text))
+        return real_tokenize(text)
+
+    def strip(text):
+        seen["strip"] += 1
+        if seen["strip"] == 1:  # first pass works on the raw input
+            assert len(text) <= MAX_INPUT_CHARS
+        return real_strip(text)
+
+    monkeypatch.setattr(command, "_tokenize", tokenize)
+    monkeypatch.setattr(command, "_strip_controls", strip)
+    head = "pick up the red ball "
+    for filler in ("x" * 100_000, ("and then the cup " * 7000)[:100_000], "[" * 100_000, "(" * 100_000,
+                   "*a" * 50_000, "a-" * 50_000, "a'" * 50_000, "\u202e" * 100_000, "♪" * 100_000,
+                   ", like" * 20_000):
+        text = head + filler
+        res = parse_command(text)
+        _check_valid(res)
+        assert "only the first" in res.reason
+        assert seen["tokenize"] <= MAX_COMMAND_CHARS
+        # nothing after the cap influences the result
+        assert parse_command(text[:MAX_INPUT_CHARS] + "zzz grab the blue cup").commands == res.commands
+
+
+def test_tail_beyond_cap_is_ignored():
+    """Case: two 100k inputs differing only after MAX_INPUT_CHARS give identical parses."""
+    base = "grab the second cup from the left " + "um " * 40_000
+    a = parse_command(base + "and then the red ball")
+    b = parse_command(base + "\u0000" * 500 + "مرحبا")
+    assert (a.status, a.commands) == (b.status, b.commands)
+    assert a.first.target == "cup" and a.first.spatial.ordinal == 2
+
+
+@pytest.mark.parametrize("text,script", [
+    ("خذ الكرة الحمراء", "arabic"),
+    ("拿起红色的球", "cjk"),
+    ("возьми красный мяч", "cyrillic"),
+    ("赤いボールを取って", "cjk"),
+    ("लाल गेंद उठाओ", "devanagari"),
+    ("빨간 공을 집어", "hangul"),
+    ("πάρε την κόκκινη μπάλα", "greek"),
+    ("קח את הכדור האדום", "hebrew"),
+])
+def test_non_latin_scripts_unsupported(text, script):
+    """Case: Arabic/Chinese/Russian/Japanese/Hindi/Korean/Greek/Hebrew commands -> unsupported, script named."""
+    res = parse_command(text)
+    assert res.status == "unsupported" and res.commands == []
+    assert script in res.reason
+
+
+@pytest.mark.parametrize("text", ["recoge la pelota roja", "nimm den roten Ball", "prends la balle rouge",
+                                  "qwzx vbnm plkj hgfd"])
+def test_latin_script_foreign_unsupported(text):
+    """Case: Spanish/German/French commands and strings with no English word -> unsupported."""
+    res = parse_command(text)
+    assert res.status == "unsupported", res
+    assert "English" in res.reason
+
+
+@pytest.mark.parametrize("text,status", [
+    ("🔴⚽👍", "no_command"),
+    ("\u202epick up the red ball\u202c", "ok"),
+    ("\u200fgrab\u200f the cup", "ok"),
+    ("pick up the \x00red\x07 ball", "ok"),
+    ("\ud800\udfff", "no_command"),
+    ("pick up the 红色 ball", "ok"),
+])
+def test_special_characters(text, status):
+    """Case: emoji-only, RTL/format marks around a command, control chars, lone surrogates, a stray CJK word."""
+    res = parse_command(text)
+    assert res.status == status, res
+    _check_valid(res)
