@@ -185,32 +185,32 @@ def make_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=_detect)
 
-    for name, module, helptext in (
-        ("demo", "demo", "the main job end to end over ROS 2 (simulated camera -> node)"),
-        ("evaluate", "evaluate", "grounding accuracy on seeded simulated scenes"),
-        ("bench", "bench", "benchmark against the naive per-crop pipeline"),
-        ("soak", "soak", "long run through the node: memory, threads, file descriptors"),
+    for name, helptext in (
+        ("demo", "the main job end to end over ROS 2 (simulated camera -> node)"),
+        ("evaluate", "grounding accuracy on seeded simulated scenes"),
+        ("bench", "benchmark against the naive per-crop pipeline"),
+        ("soak", "long run through the node: memory, threads, file descriptors"),
     ):
-        p = sub.add_parser(name, help=helptext, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_delegate(module))
+        sub.add_parser(name, help=helptext + f" (see: clip-perception {name} --help)", add_help=False)
     return parser
 
 
-def _delegate(module: str):
-    def run(args: argparse.Namespace) -> int:
-        import importlib
-
-        return importlib.import_module(f"clip_perception.{module}").main(args.rest)
-
-    return run
+_DELEGATED = ("demo", "evaluate", "bench", "soak")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _DELEGATED:
+        # These sub-commands own their options (their --help lists them).
+        import importlib
+
+        return int(importlib.import_module(f"clip_perception.{argv[0]}").main(argv[1:]) or 0)
     parser = make_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    # open_clip logs its progress on the root logger: keep that quiet unless --verbose.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="[%(levelname)s] %(name)s: %(message)s")
+    LOG.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.func(args) or 0)
     except (CliError, ParameterError) as exc:

@@ -226,28 +226,81 @@ def color_fractions(rgb: np.ndarray, boxes: np.ndarray, colors: Sequence[str]) -
     """
     names = _resolve(colors)
     rgb = _check_rgb(rgb)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if np.size(boxes) else np.zeros((0, 4))
-    n, c = boxes.shape[0], len(names)
-    out = np.zeros((n, c), dtype=np.float32)
-    if n == 0 or c == 0:
+    boxes = _as_boxes(boxes)
+    out = np.zeros((boxes.shape[0], len(names)), dtype=np.float32)
+    if boxes.shape[0] == 0 or not names:
         return out
-    hgt, wid = rgb.shape[:2]
-    b = np.nan_to_num(boxes, nan=0.0, posinf=0.0, neginf=0.0)
-    x1 = np.clip(np.rint(b[:, 0]), 0, wid).astype(np.int64)
-    y1 = np.clip(np.rint(b[:, 1]), 0, hgt).astype(np.int64)
-    x2 = np.clip(np.rint(b[:, 2]), 0, wid).astype(np.int64)
-    y2 = np.clip(np.rint(b[:, 3]), 0, hgt).astype(np.int64)
-    x2 = np.maximum(x2, x1)
-    y2 = np.maximum(y2, y1)
-    area = ((x2 - x1) * (y2 - y1)).astype(np.float64)
-    valid = area > 0
     label = color_label_image(rgb)
+    area = _box_counts(np.ones(rgb.shape[:2], np.uint8), boxes)
+    valid = area > 0
     for j, name in enumerate(names):
-        ii = cv2.integral((label == _INDEX[name]).astype(np.uint8), sdepth=cv2.CV_64F)
-        count = ii[y2, x2] - ii[y1, x2] - ii[y2, x1] + ii[y1, x1]
+        count = _box_counts((label == _INDEX[name]).astype(np.uint8), boxes)
         out[valid, j] = (count[valid] / area[valid]).astype(np.float32)
     np.clip(out, 0.0, 1.0, out=out)
     return out
+
+
+def color_purity_completeness(rgb: np.ndarray, boxes: np.ndarray, colors: Sequence[str],
+                              context: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """How purely and how completely each box holds the named colours.
+
+    * purity: fraction of the box's pixels that name as any of ``colors``
+      (the row sums of :func:`color_fractions`; names are exclusive);
+    * completeness: of the matching pixels in the box grown by ``context`` x its
+      width/height on every side (clipped to the image), the fraction that lie in
+      the box itself.  A box cut inside a coloured object (its bright centre) has
+      matching pixels just outside it and scores below 1; a box around the whole
+      object scores about 1.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB image.
+        boxes: (N, 4) float ``[x1, y1, x2, y2]`` pixels, x2/y2 exclusive.
+        colors: colour words (basic terms or synonyms).
+        context: margin of the surrounding window, relative to the box size.
+
+    Returns:
+        ``(purity, completeness)``, each (N,) float32 in [0, 1]; 0 for empty boxes.
+
+    Raises:
+        ValueError: bad image, bad boxes or an unknown colour word.
+    """
+    names = _resolve(colors)
+    rgb = _check_rgb(rgb)
+    boxes = _as_boxes(boxes)
+    n = boxes.shape[0]
+    purity = np.zeros(n, np.float32)
+    completeness = np.zeros(n, np.float32)
+    if n == 0 or not names:
+        return purity, completeness
+    label = color_label_image(rgb)
+    match = np.isin(label, [_INDEX[name] for name in names]).astype(np.uint8)
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    grown = boxes + np.stack([-w, -h, w, h], axis=1) * float(context)
+    area = _box_counts(np.ones(rgb.shape[:2], np.uint8), boxes)
+    inside = _box_counts(match, boxes)
+    around = _box_counts(match, grown)
+    ok = area > 0
+    purity[ok] = inside[ok] / area[ok]
+    has = around > 0
+    completeness[has] = inside[has] / around[has]
+    return np.clip(purity, 0.0, 1.0), np.clip(completeness, 0.0, 1.0)
+
+
+def _as_boxes(boxes) -> np.ndarray:
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if np.size(boxes) else np.zeros((0, 4))
+    return np.nan_to_num(boxes, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _box_counts(mask: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Number of nonzero ``mask`` pixels in each box (rounded, clipped), via ``cv2.integral``."""
+    hgt, wid = mask.shape[:2]
+    x1 = np.clip(np.rint(boxes[:, 0]), 0, wid).astype(np.int64)
+    y1 = np.clip(np.rint(boxes[:, 1]), 0, hgt).astype(np.int64)
+    x2 = np.maximum(np.clip(np.rint(boxes[:, 2]), 0, wid).astype(np.int64), x1)
+    y2 = np.maximum(np.clip(np.rint(boxes[:, 3]), 0, hgt).astype(np.int64), y1)
+    ii = cv2.integral(mask, sdepth=cv2.CV_64F)
+    return ii[y2, x2] - ii[y1, x2] - ii[y2, x1] + ii[y1, x1]
 
 
 def dominant_colors(rgb: np.ndarray, boxes: np.ndarray, center_fraction: float = 0.5) -> list[str]:

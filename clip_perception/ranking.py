@@ -15,16 +15,20 @@ Per proposal ``i`` and object phrase ``t`` (``command.target``):
    instead of a softmax over candidates that always picks something.  With
    no negative prompts configured the score is ``(cos + 1) / 2``.
 2. **Colour prior** (only when the phrase names colours) -- ``color_score_i``
-   = fraction of the box's pixels whose HSV colour names as one of the named
-   colours (``colors.color_fractions``; names are mutually exclusive, so for
-   "red and white" the *sum* of the two fractions is the fraction of pixels
-   that are red or white, in [0, 1]).
+   = purity x completeness (``colors.color_purity_completeness``): purity is
+   the fraction of the box's pixels whose HSV colour names as one of the named
+   colours (names are mutually exclusive, so for "red and white" it is the
+   fraction of pixels that are red or white); completeness is the share of the
+   matching pixels around the box (box grown by 25 % per side) that lie inside
+   it, so a box cut inside a coloured object (its bright centre) loses to the
+   box around the whole object.  In [0, 1].
 3. **Fusion** -- convex blend with ``w = config.color_prior_weight`` in
    [0, 1]: ``fused = (1 - w) * clip_score + w * color_score`` (w = 0: pure
    CLIP; w = 1: colour prior only); ``fused = clip_score`` when no colour is
    named.  ``Detection.confidence = Detection.score = fused`` (in [0, 1]).
 4. **Not found** -- proposals with ``fused < config.score_threshold`` are
    dropped; then near-duplicates (IoU > :data:`DUPLICATE_IOU` with a better
+   candidate) and parts (> :data:`CONTAINED_FRACTION` of the area inside a better
    candidate) are suppressed (``proposals.nms``, torchvision).  Nothing left
    -> empty result.
 5. **Spatial qualifier** among the remaining candidates: left/right/top/
@@ -99,6 +103,8 @@ DEFAULT_MODE = "crop"
 DEFAULT_CASCADE_TOP_K = 10
 #: Candidates overlapping a better candidate by more than this IoU are near-duplicates.
 DUPLICATE_IOU = 0.5
+#: A candidate with more than this share of its area inside a better candidate is a part of it.
+CONTAINED_FRACTION = 0.8
 #: Target candidates overlapping the reference box by more than this IoU are excluded.
 REFERENCE_OVERLAP_IOU = 0.5
 
@@ -203,8 +209,8 @@ def _color_score(rgb: np.ndarray, boxes: np.ndarray, color_words: Sequence[str])
             names.append(name)
     if not names:
         return None
-    frac = colormod.color_fractions(rgb, boxes, names)
-    return np.clip(frac.sum(axis=1), 0.0, 1.0).astype(np.float32)
+    purity, completeness = colormod.color_purity_completeness(rgb, boxes, names)
+    return (purity * completeness).astype(np.float32)
 
 
 def _fuse(clip: np.ndarray, color: Optional[np.ndarray], w: float) -> np.ndarray:
@@ -338,7 +344,29 @@ def _candidates(boxes: np.ndarray, fused: np.ndarray, objectness: np.ndarray, th
     scores = fused[idx].astype(np.float64) - np.arange(idx.size) * 1e-9
     keep = nms(boxes[idx], scores.astype(np.float32), DUPLICATE_IOU)
     kept = idx[np.sort(keep)]  # keep the fused/objectness order
-    return kept.astype(np.int64)
+    return _drop_contained(boxes, kept).astype(np.int64)
+
+
+def _drop_contained(boxes: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Drop candidates lying mostly (> :data:`CONTAINED_FRACTION` of their area) inside a better one.
+
+    A part of an object (a cube's top face) overlaps the whole object's box by a small IoU
+    and survives NMS; left in, it competes with its own object in the spatial rules.
+    ``kept`` is ordered best first.
+    """
+    if kept.size < 2:
+        return kept
+    b = boxes[kept].astype(np.float64)
+    ix = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
+    inside = (ix * iy) / area[:, None]  # inside[j, i]: share of box j's area that lies in box i
+    alive = np.ones(kept.size, dtype=bool)
+    for j in range(1, kept.size):
+        better = np.flatnonzero(alive[:j])
+        if better.size and inside[j, better].max() > CONTAINED_FRACTION:
+            alive[j] = False
+    return kept[alive]
 
 
 def _make_detection(label: str, i: int, boxes: np.ndarray, fused: np.ndarray, clip: np.ndarray,

@@ -149,3 +149,23 @@ def test_command_colour_words_are_known_to_colors():
     assert set(command.COLOR_WORDS.values()) <= set(COLOR_NAMES)
     for word, name in command.COLOR_WORDS.items():
         assert colors.canonical_color(word) == name, word
+
+
+def test_purity_completeness_prefers_the_whole_object_over_its_centre():
+    """Colour prior case: a box cut inside a red square scores below the box around all of it."""
+    import numpy as np
+
+    from clip_perception.colors import color_purity_completeness
+
+    img = np.full((100, 100, 3), 128, np.uint8)
+    img[20:60, 30:70] = (220, 20, 20)  # a 40 x 40 red square
+    boxes = np.array([[30, 20, 70, 60],   # exactly the square
+                      [40, 30, 60, 50],   # its centre
+                      [0, 0, 100, 100]],  # the whole image
+                     np.float32)
+    purity, completeness = color_purity_completeness(img, boxes, ["red"])
+    np.testing.assert_allclose(purity, [1.0, 1.0, 1600 / 10000], atol=1e-6)
+    # centre box grown by 25 % per side = [35, 25, 65, 55] -> 900 red pixels, 400 inside
+    np.testing.assert_allclose(completeness, [1.0, 400 / 900, 1.0], atol=1e-6)
+    score = purity * completeness
+    assert score[0] > score[1] > score[2]

@@ -146,3 +146,22 @@ def test_launch_file_compiles_and_refers_to_installed_files():
     assert config_refs, "launch file names no params file"
     for ref in config_refs:
         assert (REPO / "config" / Path(ref).name).is_file(), ref
+
+
+def test_readme_lists_every_parameter_and_the_two_commands():
+    """README case: the parameter reference names every declared parameter with its default."""
+    import yaml
+
+    from clip_perception.params import describe_parameters
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Parameters", 1)[1].split("\n## ", 1)[0]
+    for spec in describe_parameters():
+        row = next((line for line in section.splitlines() if line.startswith(f"| `{spec.name}` |")), None)
+        assert row is not None, f"README lacks parameter {spec.name}"
+        if spec.type is not list:
+            default = yaml.safe_dump(spec.default, default_flow_style=True).replace("\n...", "").strip()
+            assert f"`{default}`" in row, f"README default of {spec.name} differs from {default}"
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "make demo" in quick and "make test" in quick
+    assert "make test" in (REPO / ".ci" / "run").read_text(encoding="utf-8")

@@ -264,13 +264,14 @@ def test_nearest_without_depth_falls_back(depth):
 
 
 def test_near_duplicates_suppressed():
-    """Case: a second box on the same block (IoU 0.8) is suppressed; a box overlapping by IoU 0.33 stays."""
+    """Case: a second box on the same block (IoU 0.8) is suppressed by NMS; a half of the other block
+    (IoU 0.5, not above DUPLICATE_IOU) is dropped as a part: all of it lies inside a better box."""
     img, boxes = scene([(100, 200, 200, 300, RED), (400, 200, 500, 300, RED)])
     extra = np.array([[100, 200, 180, 300], [400, 200, 450, 300]], np.float32)  # IoU 0.8 and 0.5
     all_boxes = np.concatenate([boxes, extra])
     res = rank(img, all_boxes, None, cmd("the red block"), ColorTestEncoder(), cfg(top_k=10))
     idx = picked(res, all_boxes)
-    assert sorted(idx) == [0, 1, 6]  # IoU 0.8 duplicate (5) dropped, IoU 0.5 (6: not > 0.5) kept
+    assert sorted(idx) == [0, 1]  # IoU 0.8 duplicate (5) and contained half (6) dropped
 
 
 # ---------------------------------------------------------------------------------------------

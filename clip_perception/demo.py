@@ -1,0 +1,503 @@
+"""``clip-perception demo`` (``make demo``): the main job end to end over ROS 2.
+
+What it does, in order:
+
+1. decides the CLIP weights: the requested ones (default ``ViT-B-32``/``openai``) when
+   they can be loaded here (local cache, or a download when the network answers).  When
+   the *default* weights cannot be had (offline machine) it says so and runs the node with
+   ``pretrained:=none`` (random CLIP weights) and ``color_prior_weight:=1.0``, and every
+   output line is labelled ``[random CLIP + colour prior]``: the detections then come
+   from the colour prior and the geometry, not from CLIP.  Weights asked for explicitly
+   (``--pretrained``/``--checkpoint``) that cannot be loaded are an error (exit 3);
+2. starts two child processes on a private ROS 2 graph (``ROS_DOMAIN_ID`` drawn at
+   random in 1..100, ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, a namespace of its
+   own; camera topics reliable, so that no depth image is dropped under CPU load): the
+   simulated RGB-D camera (``python -m clip_perception.sim.camera_node``; a
+   seeded MuJoCo table top) or, with ``--data``, the replay publisher
+   (``python -m clip_perception.replay``: an RGB-D folder or a rosbag2), and the node
+   (``python -m clip_perception.node``, i.e. ``clip_perception_node``).  Their output
+   goes to ``OUT/demo_camera.log`` and ``OUT/demo_node.log``;
+3. sends the command on the node's ``command`` topic (``std_msgs/String``, as a voice
+   node would) once the node subscribes, and again every 2 s until the node's ``status``
+   acknowledges it ("looking for: red ball");
+4. prints every ``TargetDetectionArray`` for that command as one line: target,
+   confidence, box, 3D position (metres, camera optical frame) and -- in simulation --
+   the ground-truth object under the box (best IoU with the sim's latched
+   ``ground_truth`` boxes), the IoU and the 3D distance to that object's centre.  The
+   node reports the *visible surface* (median depth in the box), so that distance
+   includes up to the object's half depth;
+5. after ``--frames`` results (default 3) or ``--timeout`` seconds, saves
+   ``OUT/demo.png`` (the camera image of the last result, drawn with
+   :func:`clip_perception.visualize.draw_result`; the ground-truth box in magenta),
+   sends SIGINT to both children, waits for them and exits: 0 when at least one result
+   was printed, 1 otherwise (the logs say why), 2 on bad arguments, 3 when requested
+   weights are unavailable.
+
+rclpy is imported only inside :func:`main` (this module is imported by ROS-free code
+for :func:`pick_seed` and :func:`format_result`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .command import parse_command
+
+DEFAULT_COMMAND = "pick up the red ball"
+DEFAULT_FRAMES = 3
+DEFAULT_TIMEOUT_S = 90.0
+#: Objects on the simulated table.
+NUM_OBJECTS = 6
+#: Camera frame rate and the node's processing limit (frames per second).
+CAMERA_RATE_HZ = 2.0
+NODE_MAX_RATE_HZ = 2.0
+#: Seconds between re-sent commands until the node acknowledges.
+RESEND_S = 2.0
+#: Seconds a child gets to exit after SIGINT before it is killed.
+STOP_WAIT_S = 30.0
+RANDOM_LABEL = "[random CLIP + colour prior]"
+_GT_COLOR = (255, 0, 255)
+
+
+# ----------------------------------------------------------------------------- pure helpers
+def pick_seed(command_text: str, num_objects: int = NUM_OBJECTS, limit: int = 1000) -> Optional[int]:
+    """First sim layout seed in ``[0, limit)`` whose objects answer the command unambiguously.
+
+    The layout must hold exactly one object matching the command's colour words and
+    noun (a shape word of the sim), and when colours are named, no other object of those
+    colours (so that the colour prior alone can find it when CLIP weights are random).
+
+    Returns:
+        the seed, or ``None`` when the command names nothing the sim can build.
+    """
+    from .evaluate import _scene_module
+
+    scene = _scene_module()
+    parse = parse_command(command_text)
+    if not parse.ok or not parse.commands:
+        return None
+    cmd = parse.commands[0]
+    colors = [c for c in cmd.colors if c in scene.COLORS]
+    if len(colors) != len(cmd.colors):
+        return None
+    shape = cmd.noun if cmd.noun in scene.SHAPES else None
+    if shape is None and not colors:
+        return None
+    for seed in range(limit):
+        specs = scene.default_object_specs(seed, num_objects)
+        match = [s for s in specs if (not colors or s.color in colors) and (shape is None or s.shape == shape)]
+        if len(match) != 1:
+            continue
+        if colors and sum(s.color in colors for s in specs) != 1:
+            continue
+        return seed
+    return None
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two ``[x1, y1, x2, y2]`` boxes (pixels, exclusive x2/y2)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def roi_box(roi) -> list:
+    """``sensor_msgs/RegionOfInterest`` (or an object with its fields) -> ``[x1, y1, x2, y2]``."""
+    return [float(roi.x_offset), float(roi.y_offset), float(roi.x_offset + roi.width),
+            float(roi.y_offset + roi.height)]
+
+
+def match_ground_truth(box: Sequence[float], objects: Sequence[dict]) -> tuple[Optional[dict], float]:
+    """The ground-truth object (sim ``ground_truth`` JSON entry) with the best IoU with ``box``."""
+    best, best_iou = None, 0.0
+    for obj in objects:
+        if not obj.get("box"):
+            continue
+        iou = box_iou(box, obj["box"])
+        if iou > best_iou:
+            best, best_iou = obj, iou
+    return best, best_iou
+
+
+def format_result(label: str, index: int, total: int, msg, target: str, gt: Optional[dict]) -> str:
+    """One printed line for a ``TargetDetectionArray`` (``msg``).
+
+    Args:
+        label: prefix naming the weights, e.g. ``[random CLIP + colour prior]``.
+        index, total: result number and how many are wanted.
+        msg: the TargetDetectionArray (or an object with its fields).
+        target: the parsed object phrase ("red ball").
+        gt: the sim's ground-truth dict (``objects`` list), or ``None`` for real data.
+    """
+    stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+    head = f"{label} result {index}/{total}  stamp {stamp:.3f} s  frame {msg.header.frame_id}  \"{target}\" -> "
+    if not msg.detections:
+        return head + f"NOT FOUND (no {target} above the confidence threshold)"
+    d = msg.detections[0]
+    box = roi_box(d.roi)
+    line = (head + f"{d.label}  confidence {d.confidence:.2f}  box x={d.roi.x_offset} y={d.roi.y_offset} "
+            f"w={d.roi.width} h={d.roi.height}")
+    if d.has_position:
+        line += f"  position ({d.position.x:.3f}, {d.position.y:.3f}, {d.position.z:.3f}) m"
+    else:
+        line += "  no 3D position"
+    if len(msg.detections) > 1:
+        line += f"  (+{len(msg.detections) - 1} more)"
+    if gt is None:
+        return line + "  | real data: no ground truth"
+    obj, iou = match_ground_truth(box, gt.get("objects", []))
+    if obj is None:
+        return line + "  | ground truth: no object under this box (WRONG)"
+    verdict = "correct" if obj["name"] == target and iou >= 0.5 else (
+        "right object, box IoU < 0.5" if obj["name"] == target else f"WRONG object (wanted {target})")
+    line += f"  | ground truth: {obj['name']} IoU {iou:.2f} ({verdict})"
+    if d.has_position:
+        c = np.asarray(obj["center_optical"], dtype=np.float64)
+        p = np.array([d.position.x, d.position.y, d.position.z])
+        line += f", 3D error {100 * float(np.linalg.norm(p - c)):.1f} cm to its centre (the position is the visible surface)"
+    return line
+
+
+# ----------------------------------------------------------------------------- processes
+@dataclass
+class Child:
+    """A child process with its log file."""
+
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+    log_file: object
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, n: int = 15) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def stop(self, wait_s: float = STOP_WAIT_S) -> Optional[int]:
+        """SIGINT, wait up to ``wait_s``, then SIGKILL.  Returns the exit code."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGINT)
+                self.proc.wait(wait_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        try:
+            self.log_file.close()
+        except Exception:  # noqa: BLE001
+            pass
+        return self.proc.returncode
+
+
+def _start(name: str, argv: list, env: dict, log_path: Path) -> Child:
+    log_file = open(log_path, "w", buffering=1)  # noqa: SIM115 - closed in Child.stop
+    proc = subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return Child(name, proc, log_path, log_file)
+
+
+def _bag_remaps(path: Path) -> tuple[list, list]:
+    """``--map`` items and ``--topics`` for a bag: colour Image -> image, depth Image -> depth,
+    the colour camera's CameraInfo -> camera_info."""
+    from rosbags.rosbag2 import Reader
+
+    image = depth = info = None
+    with Reader(path) as reader:
+        conns = list(reader.connections)
+    for c in conns:
+        t = c.topic
+        if c.msgtype == "sensor_msgs/msg/Image" and "depth" in t.lower():
+            depth = depth or t
+        elif c.msgtype in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage") and "depth" not in t.lower():
+            image = image or t
+        elif c.msgtype == "sensor_msgs/msg/CameraInfo" and "depth" not in t.lower():
+            info = info or t
+    maps, topics = [], []
+    for old, new in ((image, "image"), (depth, "depth"), (info, "camera_info")):
+        if old:
+            maps += ["--map", f"{old}:={new}"]
+            topics.append(old)
+    if image is None:
+        raise ValueError(f"no colour image topic in bag {path}")
+    return maps, topics
+
+
+def _private_domain() -> int:
+    current = os.environ.get("ROS_DOMAIN_ID")
+    rnd = random.SystemRandom()
+    while True:
+        d = rnd.randint(1, 100)
+        if str(d) != current:
+            return d
+
+
+# ----------------------------------------------------------------------------- main
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clip-perception demo",
+                                description="The main job end to end over ROS 2: simulated (or replayed) RGB-D "
+                                            "camera -> clip_perception_node -> detections.")
+    p.add_argument("--command", default=DEFAULT_COMMAND, help=f'what to find (default "{DEFAULT_COMMAND}")')
+    p.add_argument("--seed", type=int, default=None,
+                   help="sim layout seed (default: the first layout with exactly one object matching the command)")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="results to print before exiting")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for the results")
+    p.add_argument("--data", help="real data instead of the sim: an RGB-D folder or a rosbag2 (no ground truth)")
+    p.add_argument("--model", default=None, help="open_clip model name (default ViT-B-32)")
+    p.add_argument("--pretrained", default=None, help="open_clip tag, hf-hub:NAME, checkpoint path or none")
+    p.add_argument("--checkpoint", default=None, help="local checkpoint file; same as --pretrained PATH")
+    p.add_argument("--out", default="out", help="folder for demo.png and the children's logs (default out/)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # ``clip-perception demo -- --frames 5``
+        argv = argv[1:]
+    args = make_parser().parse_args(argv)
+    from .evaluate import weights_caches, weights_problem
+    from .params import PARAMETERS
+
+    if args.frames < 1 or args.timeout <= 0:
+        print("clip-perception demo: error: --frames must be >= 1 and --timeout > 0", file=sys.stderr)
+        return 2
+    parse = parse_command(args.command)
+    if not parse.ok or not parse.commands:
+        print(f"clip-perception demo: error: '{args.command}' holds no command ({parse.reason})", file=sys.stderr)
+        return 2
+    target = parse.commands[0].target
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = Path(args.data) if args.data else None
+    if data is not None and not data.exists():
+        print(f"clip-perception demo: error: no such folder or bag: {data}", file=sys.stderr)
+        return 2
+
+    # 1. weights
+    model = args.model or PARAMETERS["model_name"].default
+    explicit = args.checkpoint or args.pretrained
+    pretrained = explicit or PARAMETERS["pretrained"].default
+    try:
+        problem = weights_problem(model, pretrained)
+    except ValueError as exc:
+        print(f"clip-perception demo: error: {exc}", file=sys.stderr)
+        return 2
+    if problem is not None and explicit:
+        print(f"clip-perception demo: {problem}", file=sys.stderr)
+        return 3
+    random_weights = problem is not None or pretrained.strip().lower() in ("", "none")
+    if problem is not None:
+        print(f"CLIP weights for {model}/{pretrained} are not available offline (cache: {weights_caches()}); "
+              "running with RANDOM CLIP weights + colour prior: detections come from the colour prior, not CLIP")
+        pretrained = "none"
+    elif random_weights:
+        print("pretrained none: RANDOM CLIP weights + colour prior: detections come from the colour prior, not CLIP")
+    label = RANDOM_LABEL if random_weights else f"[CLIP {model}/{pretrained}]"
+
+    # 2. private graph and children
+    domain = _private_domain()
+    ns = f"/clip_demo_{os.getpid()}"
+    env = dict(os.environ)
+    env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
+    env.setdefault("MUJOCO_GL", "osmesa")
+    os.environ["ROS_DOMAIN_ID"] = str(domain)  # this process's own rclpy context joins the same graph
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+    py = sys.executable
+    if data is None:
+        seed = args.seed if args.seed is not None else pick_seed(args.command)
+        if seed is None:
+            seed = 0
+            print(f"demo: no sim layout holds exactly one '{target}'; using seed 0 (expect 'not found')")
+        cam_argv = [py, "-m", "clip_perception.sim.camera_node", "--ros-args", "-r", f"__ns:={ns}",
+                    "-p", f"seed:={seed}", "-p", f"num_objects:={NUM_OBJECTS}", "-p", f"rate_hz:={CAMERA_RATE_HZ}",
+                    "-p", "publish_clock:=false", "-p", "qos:=reliable"]
+        source = f"simulated camera (MuJoCo, seed {seed}, {NUM_OBJECTS} objects)"
+    else:
+        from .replay import is_bag
+
+        extra = []
+        if is_bag(data):
+            try:
+                maps, topics = _bag_remaps(data)
+            except (ValueError, OSError) as exc:
+                print(f"clip-perception demo: error: {exc}", file=sys.stderr)
+                return 2
+            extra = maps + ["--topics", *topics]
+        cam_argv = [py, "-m", "clip_perception.replay", str(data), "--rate", "1.0", "--loop", "--start-delay", "2.0",
+                    *extra, "--ros-args", "-r", f"__ns:={ns}"]
+        source = f"replay of {data} (real data: no ground truth)"
+    node_argv = [py, "-m", "clip_perception.node", "--ros-args", "-r", f"__ns:={ns}",
+                 "-p", f"model_name:={model}", "-p", f"pretrained:={pretrained}", "-p", "warmup:=false",
+                 "-p", f"max_rate_hz:={NODE_MAX_RATE_HZ}", "-p", "qos:=reliable"]
+    if random_weights:
+        node_argv += ["-p", "color_prior_weight:=1.0"]
+    cam_log, node_log = out / "demo_camera.log", out / "demo_node.log"
+    print(f"demo: {source}; node {model} ({'random weights' if random_weights else pretrained}); "
+          f"ROS_DOMAIN_ID={domain}, namespace {ns}")
+    print(f"demo: logs of the children: {node_log} (node), {cam_log} (camera)")
+    children = []
+    try:
+        children.append(_start("camera", cam_argv, env, cam_log))
+        children.append(_start("node", node_argv, env, node_log))
+        results = _run_client(args, ns, target, label, children, out, data is None)
+    except KeyboardInterrupt:
+        print("demo: interrupted")
+        results = None
+    finally:
+        codes = {c.name: c.stop() for c in children}
+    if codes:
+        print("demo: stopped " + ", ".join(f"{n} (exit {rc})" for n, rc in codes.items()))
+    if not results:
+        print(f"demo: no result; see {node_log} and {cam_log}")
+        return 1
+    return 0
+
+
+def _run_client(args, ns: str, target: str, label: str, children: list, out: Path, sim: bool) -> int:
+    """Talk to the node over ROS 2; returns the number of results printed."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from clip_perception.msg import TargetDetectionArray
+
+    latched = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    reliable = QoSProfile(depth=20, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    node = rclpy.create_node(f"clip_perception_demo_{os.getpid()}", context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    state = {"gt": None, "status": [], "dets": [], "images": {}}
+
+    def on_image(msg):
+        ns_stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        imgs = state["images"]
+        imgs[ns_stamp] = msg
+        for k in sorted(imgs)[:-20]:
+            del imgs[k]
+
+    node.create_subscription(TargetDetectionArray, f"{ns}/detections", state["dets"].append, reliable)
+    node.create_subscription(String, f"{ns}/status", lambda m: state["status"].append(m.data), latched)
+    node.create_subscription(String, f"{ns}/ground_truth", lambda m: state.__setitem__("gt", json.loads(m.data)),
+                             QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                                        reliability=ReliabilityPolicy.RELIABLE,
+                                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    node.create_subscription(Image, f"{ns}/image", on_image, qos_profile_sensor_data)
+    cmd_pub = node.create_publisher(String, f"{ns}/command", reliable)
+
+    printed = []
+    last_msg = None
+    acked = False
+    last_sent = -1e9
+    seen_status = 0
+    t0 = time.monotonic()
+    deadline = t0 + args.timeout
+    told_wait = False
+    try:
+        while time.monotonic() < deadline and len(printed) < args.frames:
+            executor.spin_once(timeout_sec=0.1)
+            dead = [c for c in children if not c.alive()]
+            if dead:
+                for c in dead:
+                    print(f"demo: the {c.name} exited early (code {c.proc.returncode}); last lines of {c.log_path}:\n"
+                          f"{c.tail()}")
+                break
+            now = time.monotonic()
+            if not acked:
+                if cmd_pub.get_subscription_count() > 0 and now - last_sent >= RESEND_S:
+                    cmd_pub.publish(String(data=args.command))
+                    if last_sent < 0:
+                        print(f"demo: node is up after {now - t0:.1f} s; sent command \"{args.command}\" "
+                              f"on {ns}/command")
+                    last_sent = now
+                elif not told_wait and now - t0 > 5.0 and cmd_pub.get_subscription_count() == 0:
+                    print("demo: waiting for the node to start (loading the CLIP model)...")
+                    told_wait = True
+            for line in state["status"][seen_status:]:
+                print(f"demo: node status: {line}")
+                if line.startswith("looking for") and target in line:
+                    acked = True
+                elif line.startswith("ignored") and last_sent > 0:
+                    print(f"demo: the node did not take the command: {line}")
+            seen_status = len(state["status"])
+            while state["dets"]:
+                msg = state["dets"].pop(0)
+                if msg.command != args.command:
+                    continue
+                acked = True
+                printed.append(msg)
+                last_msg = msg
+                gt = state["gt"] if sim else None
+                print(format_result(label, len(printed), args.frames, msg, target, gt), flush=True)
+                if len(printed) >= args.frames:
+                    break
+        if len(printed) < args.frames:
+            print(f"demo: {len(printed)} of {args.frames} results within {args.timeout:g} s")
+        if last_msg is not None:
+            path = out / "demo.png"
+            if _save_annotated(path, last_msg, state, label, args.command, target, sim):
+                print(f"demo: annotated image: {path}")
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+    return len(printed)
+
+
+def _save_annotated(path: Path, msg, state: dict, label: str, command: str, target: str, sim: bool) -> bool:
+    """Draw the result on the camera image with the same stamp (else the newest image)."""
+    import cv2
+
+    from .decode import ImageDecodeError, decode_image
+    from .types import Detection
+    from .visualize import draw_result, save_rgb
+
+    images = state["images"]
+    if not images:
+        return False
+    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    img_msg = images.get(stamp) or images[max(images)]
+    try:
+        rgb = decode_image(img_msg)
+    except ImageDecodeError:
+        return False
+    dets = []
+    for d in msg.detections:
+        pos = np.array([d.position.x, d.position.y, d.position.z]) if d.has_position else None
+        dets.append(Detection(label=d.label, score=float(d.score), confidence=float(d.confidence),
+                              box=np.asarray(roi_box(d.roi), np.float32), position=pos))
+    out = draw_result(rgb, dets, title=f"{label} {command}")
+    gt = state["gt"] if sim else None
+    if gt:
+        for obj in gt.get("objects", []):
+            if obj["name"] == target and obj.get("box"):
+                x1, y1, x2, y2 = (int(round(v)) for v in obj["box"])
+                cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), _GT_COLOR, 1)
+    save_rgb(path, out)
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())
