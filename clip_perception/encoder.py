@@ -83,16 +83,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .params import PARAMETERS
+
 log = logging.getLogger(__name__)
 
-#: Prompt templates averaged for every phrase (a subset of the CLIP ImageNet
-#: templates, Radford et al. 2021, and open_clip ``zero_shot_metadata``).
-DEFAULT_PROMPT_TEMPLATES: tuple[str, ...] = (
-    "a photo of a {}.",
-    "a photo of the {}.",
-    "a close-up photo of a {}.",
-    "a cropped photo of a {}.",
-)
+#: Prompt templates averaged for every phrase: the parameter table's default (params.py).
+DEFAULT_PROMPT_TEMPLATES: tuple[str, ...] = tuple(PARAMETERS["prompt_templates"].default)
 
 #: Batch sizes that image batches are padded up to (when bucketing is on).
 DEFAULT_BATCH_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -102,6 +98,9 @@ CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".bin", ".safetensors", "
 
 #: Environment variables that forbid downloads (any of them set to 1/true/yes).
 OFFLINE_ENV_VARS: tuple[str, ...] = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CLIP_PERCEPTION_OFFLINE")
+
+#: Default most images per model forward on CPU (see ``ClipEncoder(max_batch=...)``).
+CPU_MAX_BATCH = 32
 
 _TEXT_CACHE_SIZE = 256
 _PIL_PRECISION_BITS = 22  # Pillow libImaging/Resample.c: PRECISION_BITS = 32 - 8 - 2
@@ -267,8 +266,9 @@ def _looks_like_path(s: str) -> bool:
 def _weights_help(model_name: str, tag: Optional[str] = None) -> str:
     pre = f", pretrained='{tag}'" if tag else ""
     return (
-        "Provide weights with --checkpoint PATH (a .pt/.pth/.bin state_dict or a .safetensors file "
-        "for this architecture), or pre-download them into the cache on a connected machine, e.g. "
+        "Provide a local checkpoint for this architecture (a .pt/.pth/.bin state_dict or a .safetensors "
+        "file) as the pretrained value (node: -p pretrained:=/path/to/file; CLI: --checkpoint PATH), "
+        "or pre-download them into the cache on a connected machine, e.g. "
         f"python -c \"import open_clip; open_clip.create_model('{model_name}'{pre})\" "
         "and copy the cache directory to this machine (or pass cache_dir=...)."
     )
@@ -763,6 +763,11 @@ class ClipEncoder:
             batched products on the model's device: fastest on a GPU, no
             per-crop work on the host) or "auto" (pillow on CPU, matmul on
             CUDA).  Both give Pillow's uint8 values exactly.
+        max_batch: most images per model forward (larger inputs are chunked).
+            None -> the largest ``batch_buckets`` size on CUDA,
+            :data:`CPU_MAX_BATCH` on CPU (bigger CPU batches are no faster --
+            the matrix products are already large -- but cost resident
+            memory: about 4 MiB of activations per ViT-B/32 image).
 
     Attributes:
         model, tokenizer, preprocess (open_clip's inference transform),
@@ -799,6 +804,7 @@ class ClipEncoder:
         compile: bool = False,
         allow_download: bool = True,
         crop_backend: str = "auto",
+        max_batch: Optional[int] = None,
     ):
         import open_clip
         from open_clip.transform import PreprocessCfg, image_transform_v2
@@ -827,6 +833,9 @@ class ClipEncoder:
         if crop_backend not in ("auto", "pillow", "matmul"):
             raise ValueError(f"crop_backend must be auto, pillow or matmul, got {crop_backend!r}")
         self.crop_backend_request = crop_backend
+        if max_batch is not None and int(max_batch) < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.max_batch_request = None if max_batch is None else int(max_batch)
         self.stage_timings = None
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
         if bucket_batches is None:
@@ -1028,6 +1037,13 @@ class ClipEncoder:
 
     # ---------------------------------------------------------------- crops
     @property
+    def max_batch(self) -> int:
+        """Most images per model forward (see the ``max_batch`` argument)."""
+        if self.max_batch_request is not None:
+            return self.max_batch_request
+        return max(self.batch_buckets) if self.device.type == "cuda" else min(CPU_MAX_BATCH, max(self.batch_buckets))
+
+    @property
     def crop_backend(self) -> str:
         """Resampling backend in use: "pillow" or "matmul" (see the ``crop_backend`` argument)."""
         if self.crop_backend_request != "auto":
@@ -1210,7 +1226,7 @@ class ClipEncoder:
                      bucketed: bool) -> torch.Tensor:
         """Apply ``fn`` over x in chunks; on CUDA OOM halve the chunk, then fall back to CPU."""
         n = int(x.shape[0])
-        limit = max(self.batch_buckets)
+        limit = self.max_batch
         while True:
             try:
                 outs = []
@@ -1234,7 +1250,7 @@ class ClipEncoder:
                                 "for the rest of this encoder's life", self.device)
                     self._fallback_to_cpu()
                     x = x.cpu().float() if x.is_floating_point() else x.cpu()
-                    limit = max(self.batch_buckets)
+                    limit = self.max_batch
                     continue
                 raise
 

@@ -78,29 +78,20 @@ from .command import ParsedCommand, parse_command, parse_object_phrase
 from .proposals import box_iou, nms
 from .types import Detection, Timings
 
+from .params import PARAMETERS
+
 LOG = logging.getLogger(__name__)
 
+# Defaults used when ``config`` lacks a field: the parameter table's (params.py) values.
 #: Background prompts each crop is compared against (per-crop softmax).
-DEFAULT_NEGATIVE_PROMPTS: tuple[str, ...] = (
-    "background",
-    "a table surface",
-    "an empty surface",
-    "a wall",
-    "the floor",
-    "a blurry photo",
-)
-#: Minimum fused confidence in [0, 1] for a detection to be reported.
-DEFAULT_SCORE_THRESHOLD = 0.5
-#: Weight of the colour prior in the convex blend (0 = pure CLIP, 1 = colour only).
-DEFAULT_COLOR_PRIOR_WEIGHT = 0.3
-#: Weight of the geometric term against the candidate's own score for reference relations.
-DEFAULT_RELATION_WEIGHT = 0.5
-#: Detections returned, best first.
-DEFAULT_TOP_K = 5
-#: Ranking mode: crop | dense | cascade | auto.
+DEFAULT_NEGATIVE_PROMPTS: tuple[str, ...] = tuple(PARAMETERS["negative_prompts"].default)
+DEFAULT_SCORE_THRESHOLD = PARAMETERS["score_threshold"].default
+DEFAULT_COLOR_PRIOR_WEIGHT = PARAMETERS["color_prior_weight"].default
+DEFAULT_RELATION_WEIGHT = PARAMETERS["relation_weight"].default
+DEFAULT_TOP_K = PARAMETERS["top_k"].default
+DEFAULT_CASCADE_TOP_K = PARAMETERS["cascade_top_k"].default
+#: Ranking mode without a config: crop | dense | cascade | auto.
 DEFAULT_MODE = "crop"
-#: Cascade mode: proposals re-encoded as crops after the dense pre-ranking.
-DEFAULT_CASCADE_TOP_K = 10
 #: Candidates overlapping a better candidate by more than this IoU are near-duplicates.
 DUPLICATE_IOU = 0.5
 #: A candidate with more than this share of its area inside a better candidate is a part of it.

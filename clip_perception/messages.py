@@ -1,0 +1,249 @@
+"""ROS 2 message conversions for the clip_perception node (the only module besides ``node.py``
+that imports ROS message types).
+
+Every builder takes the *source image's* ``std_msgs/Header`` and copies it unchanged
+(stamp and ``frame_id``): positions are in that camera optical frame (REP 103: x right,
+y down, z forward; metres) and stamps are the capture time, so consumers can look up
+TF at the right time (REP 105).  Nothing here reads a clock.
+
+Conversions:
+
+* :func:`to_detection_array` — ``FrameResult`` -> ``clip_perception/TargetDetectionArray``;
+* :func:`to_pose` — best detection with a 3D position -> ``geometry_msgs/PoseStamped``
+  (identity orientation; ``None`` when there is no 3D position);
+* :func:`to_markers` — ``visualization_msgs/MarkerArray``: ``DELETEALL`` first, then a
+  ``SPHERE`` at the 3D target scaled by its size and a ``TEXT_VIEW_FACING`` label;
+* :func:`to_debug_image` — ``sensor_msgs/Image`` ``rgb8`` drawn by
+  :func:`clip_perception.visualize.draw_result`;
+* :func:`to_detection2d_array` — ``vision_msgs/Detection2DArray`` (Humble+ layout) when
+  ``vision_msgs`` is importable (:data:`HAVE_VISION_MSGS`), else ``None``;
+* :func:`camera_info_to_K`, :func:`stamp_to_ns`, :func:`ns_to_stamp`, :func:`stamp_is_zero`.
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Optional
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
+from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from clip_perception.msg import TargetDetection, TargetDetectionArray
+
+from .types import Detection
+
+try:  # optional: vision_msgs is not a dependency (absent from the pip wheels)
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+    HAVE_VISION_MSGS = True
+except ImportError:  # pragma: no cover - depends on the installation
+    Detection2D = Detection2DArray = ObjectHypothesisWithPose = None
+    HAVE_VISION_MSGS = False
+
+__all__ = [
+    "HAVE_VISION_MSGS",
+    "stamp_to_ns",
+    "ns_to_stamp",
+    "stamp_is_zero",
+    "copy_header",
+    "camera_info_to_K",
+    "detection_to_msg",
+    "to_detection_array",
+    "to_pose",
+    "to_markers",
+    "rgb_to_image_msg",
+    "to_debug_image",
+    "to_detection2d_array",
+]
+
+#: Marker size used for the target when its size is unknown (metres).
+DEFAULT_MARKER_SIZE = 0.05
+#: Minimum marker extent per axis so that a flat surface estimate stays visible (metres).
+MIN_MARKER_EXTENT = 0.01
+
+
+# ------------------------------------------------------------------ stamps / headers
+def stamp_to_ns(stamp) -> int:
+    """``builtin_interfaces/Time`` -> integer nanoseconds (``sec * 1e9 + nanosec``)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    """Integer nanoseconds (>= 0) -> ``builtin_interfaces/Time``."""
+    ns = int(ns)
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def stamp_is_zero(stamp) -> bool:
+    """True for the all-zero stamp (a driver that does not stamp its images)."""
+    return int(stamp.sec) == 0 and int(stamp.nanosec) == 0
+
+
+def copy_header(header: Header) -> Header:
+    """An independent copy of ``header`` (stamp and frame_id unchanged)."""
+    return Header(stamp=Time(sec=header.stamp.sec, nanosec=header.stamp.nanosec), frame_id=header.frame_id)
+
+
+def camera_info_to_K(msg: CameraInfo) -> Optional[np.ndarray]:
+    """``CameraInfo.k`` as a (3, 3) float64 matrix, or ``None`` when it is unusable
+    (all zero — an uncalibrated camera —, non-finite, or fx / fy <= 0)."""
+    from .geometry import valid_intrinsics
+
+    k = np.asarray(msg.k, dtype=np.float64)
+    if k.size != 9:
+        return None
+    k = k.reshape(3, 3)
+    return k if valid_intrinsics(k) else None
+
+
+# ------------------------------------------------------------------ detections
+def detection_to_msg(det: Detection) -> TargetDetection:
+    """One :class:`types.Detection` -> ``TargetDetection``.
+
+    ROI = ``Detection.roi`` (whole pixels, x2/y2 exclusive -> width = x2 - x1).
+    ``has_position`` False leaves ``position`` and ``size`` all zero (never a made-up
+    point; consumers must check the flag).  ``color_score`` is -1 when the phrase named
+    no colour.
+    """
+    x, y, w, h = det.roi
+    msg = TargetDetection()
+    msg.label = str(det.label)
+    msg.score = float(det.score)
+    msg.confidence = float(det.confidence)
+    msg.roi = RegionOfInterest(x_offset=max(0, x), y_offset=max(0, y), width=max(0, w), height=max(0, h),
+                               do_rectify=False)
+    msg.has_position = det.position is not None
+    if det.position is not None:
+        px, py, pz = (float(v) for v in np.asarray(det.position, dtype=np.float64).reshape(3))
+        msg.position = Point(x=px, y=py, z=pz)
+        if det.size is not None:
+            sx, sy, sz = (float(v) for v in np.asarray(det.size, dtype=np.float64).reshape(3))
+            msg.size = Vector3(x=sx, y=sy, z=sz)
+    msg.clip_score = float(det.clip_score)
+    msg.color_score = -1.0 if det.color_score is None else float(det.color_score)
+    return msg
+
+
+def to_detection_array(result, header: Header, command_text: str) -> TargetDetectionArray:
+    """``pipeline.FrameResult`` -> ``TargetDetectionArray``.
+
+    Args:
+        result: the frame's result (``command`` may be ``None``: action/target empty).
+        header: the source image's header (copied).
+        command_text: the raw command text as received.
+    """
+    msg = TargetDetectionArray()
+    msg.header = copy_header(header)
+    msg.command = str(command_text)
+    if result.command is not None:
+        msg.action = str(result.command.action or "")
+        msg.target = str(result.command.target or "")
+    msg.detections = [detection_to_msg(det) for det in result.detections]
+    return msg
+
+
+def to_pose(result, header: Header) -> Optional[PoseStamped]:
+    """Best detection's 3D position as a ``PoseStamped`` (identity orientation), or ``None``
+    when nothing was found or the best detection has no position."""
+    best = result.best
+    if best is None or best.position is None:
+        return None
+    px, py, pz = (float(v) for v in np.asarray(best.position, dtype=np.float64).reshape(3))
+    return PoseStamped(
+        header=copy_header(header),
+        pose=Pose(position=Point(x=px, y=py, z=pz), orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)),
+    )
+
+
+def to_markers(result, header: Header, ns: str = "clip_perception") -> MarkerArray:
+    """RViz markers for the best 3D target.
+
+    Always starts with a ``DELETEALL`` marker so the previous frame's markers vanish (also
+    when nothing is found now).  With a 3D target: a translucent green ``SPHERE`` at its
+    position, scaled by its size (:data:`DEFAULT_MARKER_SIZE` when unknown, each axis at least
+    :data:`MIN_MARKER_EXTENT`), and a ``TEXT_VIEW_FACING`` label "red ball 0.87" above it.
+    All markers carry ``header`` (the image's stamp and optical frame).
+    """
+    out = MarkerArray()
+    clear = Marker(header=copy_header(header), ns=ns, id=0, action=Marker.DELETEALL)
+    out.markers.append(clear)
+    best = result.best
+    if best is None or best.position is None:
+        return out
+    px, py, pz = (float(v) for v in np.asarray(best.position, dtype=np.float64).reshape(3))
+    if best.size is not None:
+        sx, sy, sz = (max(MIN_MARKER_EXTENT, float(v)) for v in np.asarray(best.size, dtype=np.float64).reshape(3))
+    else:
+        sx = sy = sz = DEFAULT_MARKER_SIZE
+    identity = Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)
+    shape = Marker(header=copy_header(header), ns=ns, id=1, type=Marker.SPHERE, action=Marker.ADD)
+    shape.pose = Pose(position=Point(x=px, y=py, z=pz), orientation=identity)
+    shape.scale = Vector3(x=sx, y=sy, z=sz)
+    shape.color = ColorRGBA(r=0.0, g=0.9, b=0.0, a=0.6)
+    shape.lifetime = Duration(sec=0, nanosec=0)
+    text = Marker(header=copy_header(header), ns=ns, id=2, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
+    # Optical frame: -y is up, so the label floats above the object.
+    text.pose = Pose(position=Point(x=px, y=py - 0.5 * sy - 0.03, z=pz), orientation=identity)
+    text.scale = Vector3(x=0.0, y=0.0, z=0.04)  # text height (metres); x/y unused for text
+    text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+    text.text = f"{best.label} {float(best.confidence):.2f}"
+    out.markers.extend([shape, text])
+    return out
+
+
+# ------------------------------------------------------------------ images
+def rgb_to_image_msg(rgb: np.ndarray, header: Header) -> Image:
+    """(H, W, 3) uint8 RGB -> ``sensor_msgs/Image`` ``rgb8`` (step = 3 * width, no padding)."""
+    rgb = np.ascontiguousarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
+    msg = Image(header=copy_header(header), height=int(rgb.shape[0]), width=int(rgb.shape[1]),
+                encoding="rgb8", is_bigendian=0, step=int(rgb.shape[1] * 3))
+    msg.data = array.array("B", rgb.tobytes())
+    return msg
+
+
+def to_debug_image(rgb: np.ndarray, result, header: Header) -> Image:
+    """Debug view: proposals thin grey, the chosen target green, the others orange, and the
+    command (or "no command") as title; ``rgb8`` with the source header."""
+    from .visualize import draw_result
+
+    if result.command is not None:
+        title = f"{result.command.action} {result.command.target}".strip() + f": {result.summary()}"
+    else:
+        title = result.summary()
+    drawn = draw_result(rgb, result.detections, proposals=result.proposals, title=title)
+    return rgb_to_image_msg(drawn, header)
+
+
+def to_detection2d_array(result, header: Header):
+    """``vision_msgs/Detection2DArray`` (Humble+ layout: ``bbox.center.position.x/y``,
+    ``bbox.size_x/size_y``, ``results[].hypothesis.class_id/score``), or ``None`` when
+    ``vision_msgs`` is not importable.  Box centre in the edge convention
+    ``((x1 + x2) / 2, (y1 + y2) / 2)`` pixels (the vision_msgs BoundingBox2D convention)."""
+    if not HAVE_VISION_MSGS:
+        return None
+    out = Detection2DArray()
+    out.header = copy_header(header)
+    for det in result.detections:
+        x1, y1, x2, y2 = (float(v) for v in np.asarray(det.box, dtype=np.float64).reshape(4))
+        d = Detection2D()
+        d.header = copy_header(header)
+        d.bbox.center.position.x = (x1 + x2) / 2.0
+        d.bbox.center.position.y = (y1 + y2) / 2.0
+        d.bbox.size_x = x2 - x1
+        d.bbox.size_y = y2 - y1
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = str(det.label)
+        hyp.hypothesis.score = float(det.confidence)
+        if det.position is not None:
+            px, py, pz = (float(v) for v in np.asarray(det.position, dtype=np.float64).reshape(3))
+            hyp.pose.pose.position = Point(x=px, y=py, z=pz)
+            hyp.pose.pose.orientation.w = 1.0
+        d.results.append(hyp)
+        out.detections.append(d)
+    return out
