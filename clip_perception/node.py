@@ -542,6 +542,12 @@ class ClipPerceptionNode(Node):
             return rgb, None, None
         depth_pair = cam.depth.nearest(stamp, cfg.sync_slop)
         info_pair = cam.info.nearest(stamp, cfg.sync_slop)
+        deadline = time.monotonic() + cfg.sync_slop
+        while ((depth_pair is None and cam.depth.may_still_pair(stamp))
+               or (info_pair is None and cam.info.may_still_pair(stamp))) and time.monotonic() < deadline:
+            self._stop.wait(0.005)  # the partner of this frame is on its way: wait up to sync_slop
+            depth_pair = depth_pair or cam.depth.nearest(stamp, cfg.sync_slop)
+            info_pair = info_pair or cam.info.nearest(stamp, cfg.sync_slop)
         if depth_pair is None or info_pair is None:
             missing = [name for name, pair in (("depth", depth_pair), ("camera_info", info_pair)) if pair is None]
             details = []
@@ -557,10 +563,10 @@ class ClipPerceptionNode(Node):
         except ImageDecodeError as exc:
             self._warn(f"decode_depth:{cam.image_topic}", f"cannot decode depth for {cam.image_topic}: {exc}")
             return rgb, None, None
-        K = messages.camera_info_to_K(info_pair[0])
-        if K is None:
-            self._warn(f"bad_k:{cam.image_topic}",
-                       f"camera_info for {cam.image_topic} has no valid K (uncalibrated?): 2D detections only")
+        K, why = messages.camera_info_K_for_image(info_pair[0], rgb.shape[1], rgb.shape[0])
+        if K is None:  # invalid K, or a CameraInfo for another resolution: never 3D from a wrong K
+            kind = "bad_k" if "valid K" in why else "k_size"
+            self._warn(f"{kind}:{cam.image_topic}", f"camera_info for {cam.image_topic} {why}: 2D detections only")
             return rgb, None, None
         return rgb, depth, K
 

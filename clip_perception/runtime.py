@@ -93,6 +93,16 @@ class StampBuffer:
         with self._lock:
             return self._items[-1][0] if self._items else None
 
+    def may_still_pair(self, stamp_ns: int, alive_s: float = 2.0) -> bool:
+        """Whether a partner for ``stamp_ns`` may still arrive: the stream is alive (its newest
+        stamp is within ``alive_s`` before the image) but has not reached the image's stamp yet.
+        Depth often arrives a few milliseconds after colour; the worker then waits up to
+        ``sync_slop`` instead of publishing that frame without 3D."""
+        newest = self.newest_stamp_ns
+        if stamp_ns == 0 or newest is None:
+            return False
+        return int(stamp_ns) - int(alive_s * 1e9) <= newest < int(stamp_ns)
+
     def nearest(self, stamp_ns: int, slop_s: float) -> Optional[tuple[Any, float]]:
         """The item whose stamp is nearest to ``stamp_ns``, if within ``slop_s`` seconds.
 

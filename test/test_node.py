@@ -295,6 +295,17 @@ def test_stamp_buffer_pairs_nearest_within_slop_and_never_zero_stamps():
     assert buf.nearest(1, 1.0) is None
 
 
+def test_stamp_buffer_says_when_a_partner_may_still_arrive():
+    """Pairing case: depth lagging colour by a few ms is waited for; a stale or absent stream is not."""
+    buf = StampBuffer()
+    assert not buf.may_still_pair(5_000_000_000)  # nothing received yet
+    buf.add(4_990_000_000, "depth")
+    assert buf.may_still_pair(5_000_000_000)  # newest 10 ms before the image: its partner is coming
+    assert not buf.may_still_pair(4_990_000_000)  # already there
+    assert not buf.may_still_pair(8_000_000_000)  # newest 3 s old: the stream stopped
+    assert not buf.may_still_pair(0)  # unstamped images never pair
+
+
 def test_latest_slot_keeps_only_the_newest_frame():
     slot = LatestSlot()
     for i in range(5):
