@@ -1083,7 +1083,8 @@ class ClipEncoder:
         return buf.to(self.device, non_blocking=True)
 
     def _normalise(self, x255: torch.Tensor) -> torch.Tensor:
-        return x255 * self._scale - self._shift
+        """``(x255 / 255 - mean) / std`` in place (``x255``: a fresh float32 crop batch we own)."""
+        return x255.mul_(self._scale).sub_(self._shift)
 
     def _crops_on_device(self, frame: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
         regions = square_regions(boxes, self.context_margin)

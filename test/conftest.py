@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
-# torch/torchvision must be loaded before MuJoCo's OSMesa backend: the other order
-# crashes the process (seen when a MuJoCo test file is collected before a torch one).
-import torchvision.ops  # noqa: E402,F401
+
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 # Valid domain ids for localhost are 0..101 (and 215..232); keep clear of the default 0.
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)

@@ -46,6 +46,14 @@ from typing import Iterable, Optional, Sequence, Union
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
+# torchvision (torch, triton) must be loaded before MuJoCo's OSMesa backend: triton and
+# OSMesa's llvmpipe both bring LLVM, and importing triton after mujoco crashes the process
+# (segmentation fault; torch 2.14, mujoco 4.0).  The simulator runs next to the detector in
+# evaluate, bench and the tests, so the order is fixed here; without torch it is skipped.
+try:
+    import torchvision.ops  # noqa: E402,F401
+except ImportError:
+    pass
 import mujoco  # noqa: E402  (after MUJOCO_GL is set)
 import numpy as np  # noqa: E402
 

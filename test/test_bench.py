@@ -1,0 +1,321 @@
+"""Tests for ``clip-perception bench`` (clip_perception.bench) and the fast paths it measures.
+
+Correctness only -- no assertion is about timing (the figures live in the bench report):
+
+* every ranking mode (crop, dense, cascade) picks the same top-1 as ``crop`` on sim scenes
+  whose answer is clear, with the colour test encoder (``fake_encoders.ColorTestEncoder``)
+  through ``pipeline.Detector`` and through ``ranking.rank`` on the bench's padded proposals;
+* the real ViT-B-32 (random weights) ``ClipEncoder`` runs every mode end to end (shapes,
+  ranges, stage timings);
+* the CPU crop backend (Pillow on a thread pool) gives the same uint8 values as the batched
+  matrix-product backend; parity of the batched crop path with open_clip's per-crop
+  ``preprocess`` (within 1/255, in fact identical) is ``test_encoder.py::
+  test_crop_batch_matches_open_clip_preprocess`` and ``test_batched_resize_is_bit_exact_with_pillow``
+  (not repeated here);
+* proposals are padded / capped to exactly ``--proposals`` boxes;
+* ``bench --frames 3 --json`` (small settings) emits every field of the report;
+* ``--age-run`` measures detections' age through the in-process node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clip_perception import bench, ranking
+from clip_perception.command import parse_command
+from clip_perception.encoder import ClipEncoder, batched_square_crops, pil_square_crops, square_regions
+from clip_perception.params import make_config
+from clip_perception.pipeline import Detector
+from clip_perception.proposals import box_iou, propose
+from clip_perception.sim.scene import make_scene
+
+from fake_encoders import ColorTestEncoder
+
+REPO = Path(__file__).resolve().parents[1]
+W, H = 320, 240
+COMMAND = "pick up the red ball"
+OUR_MODES = ("crop", "dense", "cascade")
+
+#: Clear scenes: one red ball among objects of other colours (explicit table positions, metres).
+CLEAR_SCENES = {
+    "ball_left_of_cube_and_cup": [
+        {"shape": "ball", "color": "red", "xy": (0.05, 0.15)},
+        {"shape": "cube", "color": "blue", "xy": (0.0, -0.15)},
+        {"shape": "cup", "color": "green", "xy": (0.15, 0.0)},
+    ],
+    "ball_right_among_three": [
+        {"shape": "ball", "color": "red", "xy": (0.0, -0.2)},
+        {"shape": "ball", "color": "blue", "xy": (0.0, 0.2)},
+        {"shape": "box", "color": "yellow", "xy": (0.15, 0.0)},
+        {"shape": "cylinder", "color": "purple", "xy": (-0.12, 0.02)},
+    ],
+}
+
+
+def render(objects):
+    scene = make_scene(seed=0, width=W, height=H, objects=objects)
+    try:
+        return scene.render()
+    finally:
+        scene.close()
+
+
+@pytest.fixture(scope="module")
+def clear_frames():
+    return {name: render(objs) for name, objs in CLEAR_SCENES.items()}
+
+
+@pytest.fixture(scope="module")
+def clip_encoder():
+    torch.manual_seed(0)
+    return ClipEncoder("ViT-B-32", pretrained="none", device="cpu")
+
+
+def gt_box(frame, name: str = "red ball") -> np.ndarray:
+    (obj,) = frame.find(name)
+    return np.asarray(obj.box, np.float32)
+
+
+# ----------------------------------------------------------------------------- modes agree
+
+@pytest.mark.parametrize("scene_name", list(CLEAR_SCENES))
+def test_detector_modes_same_top1_as_crop_on_clear_scene(clear_frames, scene_name):
+    """Detector (own proposals) in crop, dense and cascade mode: same top-1 box, on the red ball, with 3D."""
+    fr = clear_frames[scene_name]
+    best = {}
+    for mode in OUR_MODES:
+        enc = ColorTestEncoder()
+        det = Detector(make_config({"pretrained": "none", "device": "cpu", "mode": mode}), encoder=enc)
+        res = det.detect(fr.rgb, COMMAND, depth=fr.depth, K=fr.K)
+        assert res.mode == mode and res.found, (mode, res.notes)
+        best[mode] = res.best
+        if mode == "cascade":
+            assert enc.modes[:2] == ["dense", "crop"]  # dense pre-rank, then crops of the best
+        else:
+            assert set(enc.modes) == {mode}
+    for mode in OUR_MODES:
+        assert np.array_equal(best[mode].box, best["crop"].box), mode
+    assert box_iou(best["crop"].box[None], gt_box(fr)[None])[0, 0] >= 0.5
+    (ball,) = fr.find("red ball")
+    # the box median depth is the visible front surface: within one ball radius + 1 cm of the centre
+    assert np.linalg.norm(best["crop"].position - ball.center_optical) <= 0.5 * ball.size[0] + 0.01
+
+
+@pytest.mark.parametrize("scene_name", list(CLEAR_SCENES))
+def test_rank_modes_same_top1_on_padded_bench_proposals(clear_frames, scene_name):
+    """ranking.rank on the bench's exactly-N padded proposals: every mode picks the crop mode's index."""
+    fr = clear_frames[scene_name]
+    boxes, obj = propose(fr.rgb, depth=fr.depth, K=fr.K, methods=("selective_search", "contours", "depth"),
+                         max_proposals=40)
+    boxes, obj = bench.pad_proposals(boxes, obj, W, H, 40)
+    cmd = parse_command(COMMAND).first
+    top = {}
+    for mode in OUR_MODES:
+        cfg = make_config({"pretrained": "none", "mode": mode})
+        res = ranking.rank(fr.rgb, boxes, obj, cmd, ColorTestEncoder(), cfg, depth=fr.depth)
+        assert res.mode == mode and len(res.detections) > 0
+        top[mode] = int(res.order[0])
+    assert top["dense"] == top["crop"] and top["cascade"] == top["crop"]
+    assert box_iou(boxes[top["crop"]][None], gt_box(fr)[None])[0, 0] >= 0.5
+
+
+def test_real_clip_encoder_every_mode_end_to_end_shapes(clear_frames, clip_encoder):
+    """Random-weight ViT-B-32 through Detector in every mode: shapes, ranges, 3D and encoder stage timings."""
+    from clip_perception.types import Timings
+
+    fr = clear_frames["ball_left_of_cube_and_cup"]
+    boxes, obj = bench.pad_proposals(*propose(fr.rgb, methods=("selective_search", "contours"), max_proposals=12),
+                                     W, H, 12)
+    expected_stages = {"crop": {"encoder.crop", "encoder.image", "encoder.text"},
+                       "dense": {"encoder.dense_input", "encoder.dense_forward", "encoder.pool"},
+                       "cascade": {"encoder.dense_input", "encoder.dense_forward", "encoder.pool",
+                                   "encoder.crop", "encoder.image"}}
+    for mode in OUR_MODES:
+        cfg = make_config({"pretrained": "none", "device": "cpu", "mode": mode, "score_threshold": 0.0,
+                           "cascade_top_k": 4, "top_k": 5})
+        clip_encoder.stage_timings = t = Timings()
+        try:
+            res = Detector(cfg, encoder=clip_encoder).detect(fr.rgb, COMMAND, depth=fr.depth, K=fr.K,
+                                                              proposals=(boxes, obj))
+        finally:
+            clip_encoder.stage_timings = None
+        assert res.mode == mode
+        assert res.proposals.shape == (12, 4) and np.array_equal(res.proposals, boxes)
+        assert 1 <= len(res.detections) <= 5  # threshold 0: up to top_k candidates (near-duplicates removed)
+        for d in res.detections:
+            assert d.box.shape == (4,) and d.box.dtype == np.float32
+            assert 0.0 <= d.confidence <= 1.0 and 0.0 <= d.clip_score <= 1.0
+            assert d.position is None or (d.position.shape == (3,) and np.all(np.isfinite(d.position)))
+        assert any(d.position is not None for d in res.detections)
+        assert expected_stages[mode] - {"encoder.text"} <= set(t.stages_ms), (mode, t.stages_ms)
+        assert all(v >= 0.0 for v in t.stages_ms.values())
+    emb = clip_encoder.encode_boxes(fr.rgb, boxes, mode="dense")
+    assert emb.shape == (12, clip_encoder.embed_dim) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- crop backends
+
+def test_pillow_crop_backend_equals_matmul_backend_on_sim_frame(clear_frames):
+    """CPU backend (Pillow per crop, thread pool) == batched matmul backend, uint8 for uint8, incl. padded crops."""
+    fr = clear_frames["ball_right_among_three"]
+    boxes, obj = propose(fr.rgb, methods=("selective_search", "contours"), max_proposals=30)
+    boxes, _ = bench.pad_proposals(boxes, obj, W, H, 30)
+    boxes = np.concatenate([boxes, [[-20, -10, 40, 60], [300, 200, 320, 240], [0, 0, W, H]]]).astype(np.float32)
+    regions = square_regions(boxes, 0.1)
+    fill = (123, 117, 104)
+    for interp in ("bicubic", "bilinear"):
+        a = pil_square_crops(fr.rgb, regions, (224, 224), fill, interp)
+        b = batched_square_crops(torch.from_numpy(fr.rgb), regions, (224, 224), fill, interp)
+        assert a.shape == b.shape == (len(boxes), 3, 224, 224)
+        assert torch.equal(a, b), interp
+
+
+def test_encoder_backend_selection_and_cpu_batch_cap(clip_encoder):
+    """auto -> pillow on CPU; CPU forwards are chunked to CPU_MAX_BATCH; bad values raise."""
+    from clip_perception import encoder as E
+
+    assert clip_encoder.crop_backend == "pillow"
+    assert clip_encoder.max_batch == E.CPU_MAX_BATCH
+    seen = []
+    clip_encoder.fault_hook = lambda x: seen.append(int(x.shape[0]))
+    try:
+        rgb = np.full((64, 64, 3), 90, np.uint8)
+        clip_encoder.encode_boxes(rgb, np.tile(np.array([[4, 4, 40, 40]], np.float32), (E.CPU_MAX_BATCH + 3, 1)))
+    finally:
+        clip_encoder.fault_hook = None
+    assert seen == [E.CPU_MAX_BATCH, 3]
+    with pytest.raises(ValueError):
+        ClipEncoder("ViT-B-32", pretrained="none", device="cpu", crop_backend="opencv")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def test_pad_proposals_exact_count_keeps_raw_boxes_first():
+    """Fewer raw boxes -> padded with grid windows to exactly N; more -> the first N; all inside the image."""
+    raw = np.array([[10, 10, 50, 60], [100, 80, 180, 200]], np.float32)
+    b, s = bench.pad_proposals(raw, np.array([0.9, 0.8], np.float32), W, H, 25)
+    assert b.shape == (25, 4) and s.shape == (25,) and b.dtype == np.float32
+    assert np.array_equal(b[:2], raw) and np.allclose(s[:2], [0.9, 0.8])
+    assert np.all(b[:, 0] >= 0) and np.all(b[:, 2] <= W) and np.all(b[:, 1] >= 0) and np.all(b[:, 3] <= H)
+    assert len(np.unique(b[2:], axis=0)) == 23  # distinct grid windows
+    b2, s2 = bench.pad_proposals(b, s, W, H, 5)
+    assert np.array_equal(b2, b[:5]) and np.array_equal(s2, s[:5])
+    with pytest.raises(ValueError):
+        bench.pad_proposals(raw, s[:2], W, H, 0)
+
+
+def test_parse_modes():
+    """'all' -> every mode in run order; a list is reordered; unknown names raise."""
+    assert bench.parse_modes("all") == ["naive", "crop", "dense", "cascade"]
+    assert bench.parse_modes("cascade,naive") == ["naive", "cascade"]
+    with pytest.raises(ValueError):
+        bench.parse_modes("crop,tiles")
+
+
+def test_naive_baseline_scores_every_box_with_text_reencoded(clear_frames, clip_encoder):
+    """Naive baseline: one probability per box, text encoded per call, stages accounted."""
+    fr = clear_frames["ball_left_of_cube_and_cup"]
+    boxes = np.array([[10, 10, 60, 70], [100, 50, 200, 150], [250, 180, 320, 240]], np.float32)
+    nb = bench.NaiveBaseline(clip_encoder.model, clip_encoder.preprocess, clip_encoder.tokenizer, clip_encoder.device,
+                             ["a photo of a {}."], ["background", "a wall"], clip_encoder.logit_scale)
+    stages: dict = {}
+    p = nb.rank(fr.rgb, boxes, "red ball", stages)
+    assert p.shape == (3,) and p.dtype == np.float32 and np.all((p >= 0) & (p <= 1))
+    assert set(stages) == {"text_encode", "crop_preprocess", "image_encode", "ranking"}
+    # the per-crop model call on open_clip's preprocess equals a batched call on the same inputs
+    from PIL import Image
+
+    with torch.inference_mode():
+        x = torch.stack([clip_encoder.preprocess(Image.fromarray(fr.rgb).crop(tuple(int(v) for v in b)))
+                         for b in boxes])
+        f = torch.nn.functional.normalize(clip_encoder.model.encode_image(x).float(), dim=-1)
+        texts = ["a photo of a red ball.", "a photo of a background.", "a photo of a a wall."]
+        t = torch.nn.functional.normalize(clip_encoder.model.encode_text(clip_encoder.tokenizer(texts)).float(), dim=-1)
+        ref = (clip_encoder.logit_scale * f @ t.T).softmax(-1)[:, 0].numpy()
+    np.testing.assert_allclose(p, ref, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- the CLI report
+
+def _run_bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "osmesa"))
+    return subprocess.run([sys.executable, "-m", "clip_perception.bench", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_bench_json_report_has_every_field():
+    """`bench --frames 3 --json` (small settings) -> JSON with results per mode, speed-ups, config, proposals."""
+    proc = _run_bench("--frames", "3", "--json", "--proposals", "20", "--naive-frames", "1",
+                      "--width", "320", "--height", "240", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rep = json.loads(proc.stdout)
+    assert "end-to-end" in proc.stderr and "speed-up vs naive" in proc.stderr  # the table goes to stderr
+
+    cfg = rep["config"]
+    for key, typ in (("model", str), ("device", str), ("precision", str), ("proposals", int), ("frames", int),
+                     ("naive_frames", int), ("torch_threads", int), ("random_weights", bool), ("width", int),
+                     ("height", int), ("image_size", list), ("cascade_top_k", int)):
+        assert isinstance(cfg[key], typ), key
+    assert cfg["model"] == "ViT-B-32" and cfg["device"] == "cpu" and cfg["precision"] == "fp32"
+    assert cfg["random_weights"] is True and cfg["image_size"] == [320, 240]
+    assert cfg["proposals"] == 20 and cfg["frames"] == 3 and cfg["naive_frames"] == 1 and cfg["torch_threads"] >= 1
+
+    results = {r["mode"]: r for r in rep["results"]}
+    assert list(results) == ["naive", "crop", "dense", "cascade"]
+    for mode, r in results.items():
+        assert r["frames"] == (1 if mode == "naive" else 3)
+        for key in ("fps", "p50_ms", "p90_ms", "peak_rss_mb", "crops_per_s"):
+            assert isinstance(r[key], float) and r[key] > 0, (mode, key)
+        assert r["p90_ms"] >= r["p50_ms"] >= r["min_ms"] > 0
+        assert len(r["e2e_ms_per_frame"]) == r["frames"]
+        assert isinstance(r["cpu_ms"]["p50"], float) and r["cpu_ms"]["p50"] > 0
+        assert set(r["stages_ms"]) == set(bench.STAGES)
+        for stage, v in r["stages_ms"].items():
+            assert set(v) == {"p50", "p90"} and all(isinstance(x, float) and x >= 0 for x in v.values()), stage
+        assert r["stages_ms"]["image_encode"]["p50"] > 0 and r["stages_ms"]["decode"]["p50"] > 0
+        assert "cuda_peak_mb" not in r  # CPU run
+    assert results["naive"]["stages_ms"]["text_encode"]["p50"] > 0  # re-encoded every frame
+    assert results["naive"]["crops_encoded_per_frame"] == 20 and results["crop"]["crops_encoded_per_frame"] == 20
+    assert results["dense"]["crops_encoded_per_frame"] == 0 and results["cascade"]["crops_encoded_per_frame"] == 10
+
+    sp = rep["speedup_vs_naive"]
+    assert set(sp) == {"naive", "crop", "dense", "cascade"}
+    assert sp["naive"] == pytest.approx(1.0)
+    assert all(isinstance(v, float) and v > 0 for v in sp.values())
+    assert sp["crop"] == pytest.approx(results["crop"]["fps"] / results["naive"]["fps"])
+    for key in ("best_frame_speedup_vs_naive", "cpu_time_speedup_vs_naive"):
+        assert set(rep[key]) == set(sp) and all(isinstance(v, float) and v > 0 for v in rep[key].values())
+
+    pm = rep["proposal_methods_ms"]
+    assert {"selective_search", "contours", "depth", "total"} <= set(pm)
+    assert all(isinstance(v["p50"], float) and v["p50"] >= 0 for v in pm.values())
+    assert len(rep["raw_proposals"]) == 3
+    assert rep["age_run"] is None
+
+
+def test_bench_bad_mode_is_exit_code_2_through_cli():
+    """`clip-perception bench -- --mode tiles` -> exit code 2 before any model is loaded."""
+    from clip_perception import cli
+
+    assert cli.main(["bench", "--", "--mode", "tiles"]) == 2
+
+
+def test_age_run_with_in_process_node():
+    """--age-run machinery: camera process at 30 Hz -> in-process node answers; ages at publish are positive."""
+    pytest.importorskip("rclpy")
+    pytest.importorskip("clip_perception.node")
+    frames = bench.render_frames(2, W, H, 10, ("contours",))
+    cfg = make_config({"pretrained": "none", "device": "cpu", "mode": "crop", "score_threshold": 0.0})
+    out = bench.age_run(ColorTestEncoder(), frames, 2.0, cfg, COMMAND)
+    assert "skipped" not in out, out
+    assert out["published"] > 10 and out["processed"] >= 1 and out["resolved_mode"] == "crop"
+    assert 0.0 < out["age_ms"]["p50"] <= out["age_ms"]["max"] < 30_000
