@@ -33,8 +33,8 @@ Threads: camera callbacks only store the newest message (slot of depth 1, see
 depth/camera_info by stamp, runs the detector and publishes; the command topic, services,
 parameter changes and the no-image watchdog run on a ``MultiThreadedExecutor`` and stay
 responsive during inference.  Multi-camera: the frames of all cameras that are ready are
-processed in the same worker iteration, one ``Detector.detect`` call per camera (batching
-them through ``encode_boxes_multi`` is a later optimisation), and the best of them answers
+processed in the same worker iteration, their proposals encoded in one batch
+(``Detector.detect_many`` -> ``encode_boxes_multi``), and the best of them answers
 ``locate`` and drives ``status``.
 
 Behaviour (policies in :mod:`clip_perception.runtime`):
@@ -122,6 +122,9 @@ __all__ = ["ClipPerceptionNode", "main"]
 
 #: depth / camera_info messages kept per camera for stamp pairing.
 PAIR_BUFFER = 10
+#: Wall-clock seconds the worker waits for the depth / camera_info of a frame when that stream
+#: is alive but has not reached the frame's stamp yet (depth is published after colour).
+PAIR_WAIT_S = 0.25
 #: ``locate`` timeout used when the request's timeout is not a positive number [s].
 DEFAULT_LOCATE_TIMEOUT_S = 5.0
 #: how long a parameter change waits for the worker to rebuild the encoder [s].
@@ -542,10 +545,10 @@ class ClipPerceptionNode(Node):
             return rgb, None, None
         depth_pair = cam.depth.nearest(stamp, cfg.sync_slop)
         info_pair = cam.info.nearest(stamp, cfg.sync_slop)
-        deadline = time.monotonic() + cfg.sync_slop
+        deadline = time.monotonic() + PAIR_WAIT_S
         while ((depth_pair is None and cam.depth.may_still_pair(stamp))
                or (info_pair is None and cam.info.may_still_pair(stamp))) and time.monotonic() < deadline:
-            self._stop.wait(0.005)  # the partner of this frame is on its way: wait up to sync_slop
+            self._stop.wait(0.005)  # the partner of this frame is on its way: wait for it a little
             depth_pair = depth_pair or cam.depth.nearest(stamp, cfg.sync_slop)
             info_pair = info_pair or cam.info.nearest(stamp, cfg.sync_slop)
         if depth_pair is None or info_pair is None:
@@ -587,13 +590,15 @@ class ClipPerceptionNode(Node):
 
     def _process_frames(self, frames: list, cfg, detector: Detector, snap, waiters: list) -> None:
         outcomes = []
+        command = snap.command if snap.command is not None else snap.text
+        ready = []
         for cam, msg in frames:
             prepared = self._prepare(cam, msg, cfg)
-            if prepared is None:
-                continue
-            rgb, depth, K = prepared
-            command = snap.command if snap.command is not None else snap.text
-            result = detector.detect(rgb, command, depth=depth, K=K)
+            if prepared is not None:
+                ready.append((cam, msg, prepared))
+        # all cameras that are ready are ranked with one batched encoder call
+        results = detector.detect_many([(rgb, command, depth, K) for _, _, (rgb, depth, K) in ready])
+        for (cam, msg, (rgb, depth, K)), result in zip(ready, results):
             for note in result.notes:
                 self._warn(f"note:{cam.image_topic}:{note}", f"{cam.image_topic}: {note}")
             self._publish(cam, msg.header, result, snap.text, rgb, cfg)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -152,6 +152,36 @@ class Detector:
         Raises:
             ValueError: ``rgb`` is not an (H, W, 3) uint8 array; ``proposals`` of mismatched lengths.
         """
+        job = self._prepare(rgb, command, depth, K, proposals)
+        return self._finish(job, self.encoder)
+
+    def detect_many(self, frames: Sequence[tuple]) -> list:
+        """:meth:`detect` for several frames (e.g. one per camera) with one batched encoder call.
+
+        The proposals of all frames are encoded in one forward pass through
+        ``encoder.encode_boxes_multi`` (crops in ``crop`` mode, patch features in ``dense`` /
+        ``cascade`` mode); the rest of the ranking runs per frame.  Encoders without
+        ``encode_boxes_multi`` (test encoders) are called frame by frame.
+
+        Args:
+            frames: ``(rgb, command, depth, K)`` tuples, arguments as in :meth:`detect`.
+
+        Returns:
+            One :class:`FrameResult` per frame, in order.
+        """
+        jobs = [self._prepare(rgb, command, depth, K, None) for rgb, command, depth, K in frames]
+        ready = [job for job in jobs if job.todo]
+        batch = getattr(self.encoder, "encode_boxes_multi", None)
+        encoders = {}
+        if batch is not None and len(ready) > 1:
+            first = "crop" if self.mode == "crop" else "dense"
+            embeddings = batch([job.rgb for job in ready], [job.result.proposals for job in ready], mode=first)
+            for job, emb in zip(ready, embeddings):
+                encoders[id(job)] = _Precomputed(self.encoder, job.result.proposals, first, emb)
+        return [self._finish(job, encoders.get(id(job), self.encoder)) for job in jobs]
+
+    def _prepare(self, rgb, command, depth, K, proposals) -> "_Job":
+        """Parse, check depth / K and propose regions for one frame."""
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"rgb must be an (H, W, 3) uint8 array, got {getattr(rgb, 'shape', None)} "
                              f"{getattr(rgb, 'dtype', type(rgb).__name__)}")
@@ -166,8 +196,9 @@ class Detector:
             parsed = parse.commands[0] if parse.status == "ok" and parse.commands else None
         mode = self.mode
         result = FrameResult(command=parsed, parse=parse, timings=timings, notes=notes, mode=mode)
+        job = _Job(rgb=rgb, result=result)
         if parsed is None or rgb.shape[0] == 0 or rgb.shape[1] == 0:
-            return result
+            return job
 
         depth_ok = depth is not None
         if depth is not None and not geometry.depth_aligned(rgb.shape, depth.shape):
@@ -178,8 +209,8 @@ class Detector:
             notes.append("camera intrinsics K are invalid (zero or non-finite): no 3D")
         if depth_ok and K is None:
             notes.append("no camera intrinsics: no 3D")
-        use_depth = depth if depth_ok else None
-        use_k = np.asarray(K, dtype=np.float64).reshape(3, 3) if k_ok else None
+        job.depth = depth if depth_ok else None
+        job.K = np.asarray(K, dtype=np.float64).reshape(3, 3) if k_ok else None
 
         t0 = time.perf_counter()
         if proposals is not None:
@@ -190,8 +221,8 @@ class Detector:
         else:
             boxes, objectness = propose(
                 rgb,
-                depth=use_depth if use_k is not None else None,
-                K=use_k,
+                depth=job.depth if job.K is not None else None,
+                K=job.K,
                 methods=tuple(cfg.proposal_methods),
                 max_proposals=cfg.max_proposals,
                 nms_iou=cfg.nms_iou,
@@ -201,22 +232,60 @@ class Detector:
             )
         timings.add("proposals", (time.perf_counter() - t0) * 1e3)
         result.proposals, result.objectness = boxes, objectness
+        job.todo = True
+        return job
 
+    def _finish(self, job: "_Job", encoder) -> FrameResult:
+        """Rank the proposals of a prepared frame and locate the detections in 3D."""
+        result = job.result
+        if not job.todo:
+            return result
+        timings = result.timings
         t0 = time.perf_counter()
-        ranked = rank(rgb, boxes, objectness, parsed, self.encoder, _ModeConfig(cfg, mode), depth=use_depth,
-                      timings=timings)
+        ranked = rank(job.rgb, result.proposals, result.objectness, result.command, encoder,
+                      _ModeConfig(self.config, result.mode), depth=job.depth, timings=timings)
         timings.add("rank", (time.perf_counter() - t0) * 1e3)
         detections = list(ranked.detections)
 
         t0 = time.perf_counter()
-        if use_depth is not None and use_k is not None:
+        if job.depth is not None and job.K is not None:
             for det in detections:
-                geo = geometry.box_position(use_depth, det.box, use_k)
+                geo = geometry.box_position(job.depth, det.box, job.K)
                 if geo is not None:
                     det.position, det.size = geo.position, geo.size
         timings.add("geometry", (time.perf_counter() - t0) * 1e3)
         result.detections = detections
         return result
+
+
+@dataclass
+class _Job:
+    """One frame between :meth:`Detector._prepare` and :meth:`Detector._finish`."""
+
+    rgb: np.ndarray
+    result: FrameResult
+    depth: Optional[np.ndarray] = None
+    K: Optional[np.ndarray] = None
+    todo: bool = False  # a command and an image: rank it
+
+
+class _Precomputed:
+    """The encoder for one frame of a batch: answers the batched call from ``embeddings``.
+
+    ``encode_boxes`` with the same boxes and mode returns the embeddings computed for the
+    whole batch; anything else (the cascade's crop re-ranking, texts) goes to ``inner``.
+    """
+
+    def __init__(self, inner, boxes: np.ndarray, mode: str, embeddings: np.ndarray):
+        self._inner, self._boxes, self._mode, self._embeddings = inner, boxes, mode, embeddings
+
+    def encode_boxes(self, rgb: np.ndarray, boxes: np.ndarray, mode: str = "crop") -> np.ndarray:
+        if mode == self._mode and np.array_equal(np.asarray(boxes, np.float32), self._boxes):
+            return self._embeddings
+        return self._inner.encode_boxes(rgb, boxes, mode=mode)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
 
 
 class _ModeConfig:

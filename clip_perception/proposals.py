@@ -29,7 +29,9 @@ for ``grid``.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import threading
 import time
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -40,6 +42,12 @@ import torchvision.ops
 
 from .geometry import backproject_depth, depth_aligned, subsample_intrinsics, valid_intrinsics
 from .types import Timings
+
+try:  # the C library whose rand() OpenCV's selective search uses
+    _LIBC: Optional[ctypes.CDLL] = ctypes.CDLL(None)
+except OSError:  # pragma: no cover - no dlopen(NULL): proposals stay valid, order may vary
+    _LIBC = None
+_SS_RAND_LOCK = threading.Lock()
 
 __all__ = [
     "METHODS",
@@ -237,7 +245,12 @@ def selective_search(
         ss.switchToSelectiveSearchQuality()
     else:
         raise ValueError(f"unknown selective search mode {mode!r}; valid: single, fast, quality")
-    rects = np.asarray(ss.process(), dtype=np.int32).reshape(-1, 4)[: int(max_boxes)]
+    with _SS_RAND_LOCK:
+        # OpenCV ranks the merged regions with C rand() (ximgproc selectivesearchsegmentation.cpp:
+        # rank = rand() * level); seeding it makes the proposals of one frame reproducible.
+        if _LIBC is not None:
+            _LIBC.srand(0)
+        rects = np.asarray(ss.process(), dtype=np.int32).reshape(-1, 4)[: int(max_boxes)]
     n = len(rects)
     if n == 0:
         return np.zeros((0, 4), np.int32), _EMPTY_SCORES.copy()

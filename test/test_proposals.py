@@ -332,3 +332,17 @@ def test_grid_covers_image():
     assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= W + 1e-3).all() and (boxes[:, 3] <= H + 1e-3).all()
     assert np.isclose(boxes[:, 2].max(), W) and np.isclose(boxes[:, 3].max(), H)
     assert ((scores >= 0.05) & (scores <= 0.1)).all()
+
+
+def test_selective_search_is_reproducible_for_the_same_frame():
+    """Case: the same frame gives the same proposals every time (OpenCV's SS ranks with C rand())."""
+    rng = np.random.default_rng(3)
+    img = np.full((240, 320, 3), 170, np.uint8)
+    for _ in range(6):
+        x, y = rng.integers(10, 260), rng.integers(10, 180)
+        color = tuple(int(c) for c in rng.integers(0, 255, 3))
+        cv2.rectangle(img, (int(x), int(y)), (int(x) + 40, int(y) + 40), color, -1)
+    runs = [P.propose(img, methods=("selective_search",), max_proposals=50) for _ in range(4)]
+    for boxes, scores in runs[1:]:
+        np.testing.assert_array_equal(boxes, runs[0][0])
+        np.testing.assert_array_equal(scores, runs[0][1])
