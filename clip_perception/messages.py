@@ -17,7 +17,8 @@ Conversions:
   :func:`clip_perception.visualize.draw_result`;
 * :func:`to_detection2d_array` — ``vision_msgs/Detection2DArray`` (Humble+ layout) when
   ``vision_msgs`` is importable (:data:`HAVE_VISION_MSGS`), else ``None``;
-* :func:`camera_info_to_K`, :func:`stamp_to_ns`, :func:`ns_to_stamp`, :func:`stamp_is_zero`.
+* :func:`camera_info_to_K`, :func:`camera_info_K_for_image`, :func:`stamp_to_ns`, :func:`ns_to_stamp`,
+  :func:`stamp_is_zero`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ __all__ = [
     "stamp_is_zero",
     "copy_header",
     "camera_info_to_K",
+    "camera_info_K_for_image",
     "detection_to_msg",
     "to_detection_array",
     "to_pose",
@@ -98,6 +100,45 @@ def camera_info_to_K(msg: CameraInfo) -> Optional[np.ndarray]:
         return None
     k = k.reshape(3, 3)
     return k if valid_intrinsics(k) else None
+
+
+def camera_info_K_for_image(msg: CameraInfo, width: int, height: int) -> tuple:
+    """``CameraInfo`` K for a colour image of ``width`` x ``height`` pixels.
+
+    ``msg.width`` / ``msg.height`` are the calibrated resolution (REP 104); a non-zero ``roi``
+    selects a window of it and ``binning_x`` / ``binning_y`` > 1 divide it.  The image must have
+    that size, else K does not describe its pixels (e.g. the camera switched resolution and the
+    CameraInfo paired with the frame is still the old one).  With an ROI or binning, K is
+    adjusted as ``image_geometry.PinholeCameraModel`` does: principal point minus the ROI offset,
+    then row 0 divided by ``binning_x`` and row 1 by ``binning_y``.  A CameraInfo whose width or
+    height is 0 states no size and is not checked.
+
+    Returns:
+        ``(K (3, 3) float64, "")``, or ``(None, reason)`` with the reason phrased to follow
+        "camera_info for TOPIC ...": no valid K, or the size mismatch ("describes 640x480
+        images but the image is 320x240").
+    """
+    K = camera_info_to_K(msg)
+    if K is None:
+        return None, "has no valid K (uncalibrated?)"
+    full_w, full_h = int(msg.width), int(msg.height)
+    if full_w <= 0 or full_h <= 0:
+        return K, ""
+    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
+    x0, y0, w, h = 0, 0, full_w, full_h
+    if int(msg.roi.width) > 0 and int(msg.roi.height) > 0:
+        x0, y0, w, h = int(msg.roi.x_offset), int(msg.roi.y_offset), int(msg.roi.width), int(msg.roi.height)
+    expected = (w // bx, h // by)
+    if expected != (int(width), int(height)):
+        return None, (f"describes {expected[0]}x{expected[1]} images but the image is {int(width)}x{int(height)}: "
+                      "its K does not apply")
+    if x0 or y0 or bx > 1 or by > 1:
+        K = K.copy()
+        K[0, 2] -= x0
+        K[1, 2] -= y0
+        K[0] /= bx
+        K[1] /= by
+    return K, ""
 
 
 # ------------------------------------------------------------------ detections
