@@ -127,6 +127,8 @@ def _detect(args: argparse.Namespace) -> int:
     K = parse_intrinsics(args.intrinsics) if args.intrinsics else None
     if depth is not None and K is None:
         LOG.warning("--depth without --intrinsics: no 3D positions")
+    if K is not None and depth is None:
+        LOG.warning("--intrinsics without --depth: no 3D positions")
     detector = Detector(config)
     result = detector.detect(rgb, args.command, depth=depth, K=K)
     for note in result.notes:

@@ -367,8 +367,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("demo: stopped " + ", ".join(f"{n} (exit {rc})" for n, rc in codes.items()))
     if not results:
         print(f"demo: no result; see {node_log} and {cam_log}")
+        errors = _error_lines(node_log)
+        if errors:
+            print("demo: the node reported:\n  " + "\n  ".join(errors))
         return 1
     return 0
+
+
+def _error_lines(log: Path, most: int = 5) -> list:
+    """The last ``most`` distinct ERROR / FATAL lines of a child's log (for a failed demo)."""
+    try:
+        lines = Path(log).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    found = [line for line in lines if "[ERROR]" in line or "[FATAL]" in line]
+    return list(dict.fromkeys(found))[-most:]
 
 
 def _run_client(args, ns: str, target: str, label: str, children: list, out: Path, sim: bool) -> int:

@@ -190,6 +190,8 @@ def validate(name: str, value: Any) -> Any:
         bad = [item for item in items if item not in spec.choices]
         if bad:
             raise ParameterError(f"{name}: unknown value(s) {bad}; choose from {', '.join(spec.choices)}")
+    if name == "cameras" and len({item.strip("/") for item in items}) != len(items):
+        raise ParameterError(f"cameras must be distinct namespaces, got {items}")
     if name == "proposal_methods" and not items:
         raise ParameterError("proposal_methods must name at least one method")
     if name == "prompt_templates":

@@ -209,6 +209,9 @@ class Detector:
             notes.append("camera intrinsics K are invalid (zero or non-finite): no 3D")
         if depth_ok and K is None:
             notes.append("no camera intrinsics: no 3D")
+        if depth_ok and not np.isfinite(depth).any():
+            notes.append("depth has no valid pixel (all 0 / NaN): no 3D")
+            depth_ok = False
         job.depth = depth if depth_ok else None
         job.K = np.asarray(K, dtype=np.float64).reshape(3, 3) if k_ok else None
 
