@@ -75,7 +75,7 @@ import numpy as np
 
 from . import colors as colormod
 from .command import ParsedCommand, parse_command, parse_object_phrase
-from .proposals import box_iou, nms
+from .proposals import box_iou, clamp_boxes, nms
 from .types import Detection, Timings
 
 from .params import PARAMETERS
@@ -396,7 +396,9 @@ def rank(
 
     Args:
         rgb: (H, W, 3) uint8 RGB image.
-        boxes: (N, 4) float32 ``[x1, y1, x2, y2]`` proposals, source-image pixels.
+        boxes: (N, 4) float32 ``[x1, y1, x2, y2]`` proposals, source-image pixels;
+            clipped to the image (detections carry the clipped box); non-finite boxes
+            and boxes less than one pixel wide or high inside the image are never reported.
         objectness: (N,) float proposal scores (tie-breaker only), or ``None``.
         command: parsed command (``command.target`` is the object phrase); a
             ``str`` is parsed with :func:`command.parse_command` (first command).
@@ -440,6 +442,12 @@ def rank(
     obj = np.zeros((n,), np.float32) if objectness is None else np.asarray(objectness, np.float32).reshape(-1)
     if obj.shape[0] != n:
         raise ValueError(f"{n} boxes but {obj.shape[0]} objectness values")
+    # Boxes are clipped to the image (outside it there are no pixels; this also bounds the crop
+    # size of absurd boxes).  Non-finite boxes and boxes with less than one pixel of width or
+    # height inside the image are encoded (indices stay aligned) but never candidates.
+    finite = np.all(np.isfinite(boxes), axis=1)
+    boxes = clamp_boxes(np.where(finite[:, None], boxes, 0.0), rgb.shape[1], rgb.shape[0])
+    unusable = ~finite | (boxes[:, 2] - boxes[:, 0] < 1.0) | (boxes[:, 3] - boxes[:, 1] < 1.0)
 
     threshold = _unit_interval("score_threshold", _cfg(config, "score_threshold", DEFAULT_SCORE_THRESHOLD))
     w = _unit_interval("color_prior_weight", _cfg(config, "color_prior_weight", DEFAULT_COLOR_PRIOR_WEIGHT))
@@ -511,7 +519,7 @@ def rank(
     result.reference_fused = fused_r
 
     # ---- reference -----------------------------------------------------------------------------
-    exclude = None
+    exclude = unusable
     ref_box = None
     if use_reference:
         if ref_given:
@@ -519,8 +527,8 @@ def rank(
             ref_box = np.asarray(ref_det.box, dtype=np.float32).reshape(4)
             result.reference = ref_det
         elif ref_cmd is not None:
-            j = int(np.argmax(fused_r))
-            if fused_r[j] >= threshold:
+            j = int(np.argmax(np.where(unusable, -1.0, fused_r)))
+            if fused_r[j] >= threshold and not unusable[j]:
                 ref_box = boxes[j]
                 clip_r = clip_probabilities(emb[j:j + 1], text_emb[1], neg_emb, logit_scale)
                 result.reference = _make_detection(
@@ -530,7 +538,7 @@ def rank(
                 notes.append(f"reference '{ref_cmd.target}' not found (best {fused_r[j]:.2f} < {threshold:.2f})")
         if ref_box is None:
             return result
-        exclude = box_iou(boxes, ref_box[None])[:, 0] > REFERENCE_OVERLAP_IOU
+        exclude = unusable | (box_iou(boxes, ref_box[None])[:, 0] > REFERENCE_OVERLAP_IOU)
 
     # ---- candidates ----------------------------------------------------------------------------
     cand = _candidates(boxes, fused_t, obj, threshold, exclude)

@@ -150,3 +150,42 @@ def test_special_characters(text, status):
     res = parse_command(text)
     assert res.status == status, res
     _check_valid(res)
+
+
+# Up to 100,000 characters: a random Unicode chunk (any category) repeated, optionally behind a
+# real command, with RTL marks / emoji / control characters sprinkled in.
+LONG = st.tuples(
+    st.sampled_from(["", "pick up the red ball ", "\u202egrab the cup\u202c ", "🔴 find the blue box "]),
+    st.text(ANY_CHAR, min_size=1, max_size=40),
+    st.integers(0, 100_000),
+).map(lambda t: (t[0] + t[1] * (t[2] // len(t[1]) + 1))[:max(len(t[0]), t[2])])
+
+
+@settings(max_examples=max(10, EXAMPLES // 20), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(LONG)
+def test_long_arbitrary_unicode_up_to_100k_valid_and_tail_beyond_cap_unread(text):
+    """Case: arbitrary Unicode up to 100,000 characters (with RTL marks, emoji, controls): a valid
+    result, and nothing past MAX_INPUT_CHARS changes it (work is bounded by the cap, so linear)."""
+    res = parse_command(text)
+    _check_valid(res)
+    cut = parse_command(text[:MAX_INPUT_CHARS] + "zzz grab the blue cup")
+    assert (cut.status, cut.commands) == (res.status, res.commands) or len(text) <= MAX_INPUT_CHARS
+
+
+# Lower-case letters of scripts the English CLIP tokenizer cannot read (Cyrillic, Greek, Arabic,
+# Hebrew, Devanagari, Hangul syllables, CJK ideographs).
+NON_LATIN_LETTERS = "".join(
+    chr(c) for lo, hi in [(0x0430, 0x044F), (0x03B1, 0x03C9), (0x0627, 0x064A), (0x05D0, 0x05EA), (0x0905, 0x0939),
+                          (0xAC00, 0xAC40), (0x4E00, 0x4E40)] for c in range(lo, hi + 1) if chr(c).isalpha())
+NON_LATIN_WORD = st.text(st.sampled_from(NON_LATIN_LETTERS), min_size=2, max_size=8)
+
+
+@FUZZ
+@given(st.lists(NON_LATIN_WORD, min_size=1, max_size=8).map(" ".join),
+       st.sampled_from(["", ".", "!", " 🔴", "\u200f"]))
+def test_non_latin_sentences_are_unsupported_never_guessed(sentence, suffix):
+    """Case: random words of non-Latin scripts (Cyrillic, Greek, Arabic, Hebrew, Devanagari,
+    Hangul, CJK), with punctuation / emoji / RTL mark: always "unsupported", never a command."""
+    res = parse_command(sentence + suffix)
+    assert res.status == "unsupported" and res.commands == [], (sentence, res)

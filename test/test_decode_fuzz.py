@@ -243,3 +243,39 @@ def test_fuzz_junk_field_values(fn, junk):
         except ImageDecodeError:
             continue
         assert isinstance(out, np.ndarray) and out.size > 0
+
+
+def _png_with_size(width: int, height: int, tail: bytes) -> bytes:
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk)) + tail
+
+
+def _jpeg_with_size(width: int, height: int, tail: bytes) -> bytes:
+    import struct
+
+    sof = struct.pack(">BHHB", 8, height, width, 3) + b"\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    return b"\xff\xd8" + b"\xff\xc0" + struct.pack(">H", len(sof) + 2) + sof + tail
+
+
+@FUZZ
+@given(codec=st.sampled_from(["png", "jpeg"]), width=st.integers(0, 2**31 - 1), height=st.integers(0, 2**31 - 1),
+       tail=st.binary(max_size=64), fmt=st.sampled_from(["png", "jpeg", "rgb8; jpeg compressed bgr8", "16UC1; png"]))
+def test_fuzz_headers_announcing_any_size_never_exhaust_memory(codec, width, height, tail, fmt):
+    """Decompression bombs: PNG IHDR / JPEG SOF announcing any width x height (up to 2^31 - 1
+    per side for PNG) followed by junk: ImageDecodeError, or a small array -- never
+    MemoryError, never an OpenCV exception, never a hang."""
+    from clip_perception.decode import MAX_COMPRESSED_PIXELS
+
+    if codec == "jpeg":
+        width, height = width % 65536, height % 65536
+    data = (_png_with_size if codec == "png" else _jpeg_with_size)(width, height, tail)
+    for fn in (decode_compressed, decode_compressed_depth):
+        try:
+            out = fn(SimpleNamespace(format=fmt, data=data))
+        except ImageDecodeError:
+            continue
+        assert out.shape[0] * out.shape[1] <= MAX_COMPRESSED_PIXELS
