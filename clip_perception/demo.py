@@ -388,7 +388,7 @@ def _run_client(args, ns: str, target: str, label: str, children: list, out: Pat
     """Talk to the node over ROS 2; returns the number of results printed."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
@@ -417,7 +417,10 @@ def _run_client(args, ns: str, target: str, label: str, children: list, out: Pat
                              QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                                         reliability=ReliabilityPolicy.RELIABLE,
                                         durability=DurabilityPolicy.TRANSIENT_LOCAL))
-    node.create_subscription(Image, f"{ns}/image", on_image, qos_profile_sensor_data)
+    # the demo's camera / replay publish reliably: a best-effort reader loses large frames under load
+    node.create_subscription(Image, f"{ns}/image", on_image,
+                             QoSProfile(depth=2, history=HistoryPolicy.KEEP_LAST,
+                                        reliability=ReliabilityPolicy.RELIABLE))
     cmd_pub = node.create_publisher(String, f"{ns}/command", reliable)
 
     printed = []
@@ -472,6 +475,8 @@ def _run_client(args, ns: str, target: str, label: str, children: list, out: Pat
             path = out / "demo.png"
             if _save_annotated(path, last_msg, state, label, args.command, target, sim):
                 print(f"demo: annotated image: {path}")
+            else:
+                print("demo: no camera image reached the demo client: no annotated image")
     finally:
         executor.shutdown(timeout_sec=2.0)
         node.destroy_node()

@@ -124,7 +124,7 @@ __all__ = ["ClipPerceptionNode", "main"]
 PAIR_BUFFER = 10
 #: Wall-clock seconds the worker waits for the depth / camera_info of a frame when that stream
 #: is alive but has not reached the frame's stamp yet (depth is published after colour).
-PAIR_WAIT_S = 0.25
+PAIR_WAIT_S = 1.0
 #: ``locate`` timeout used when the request's timeout is not a positive number [s].
 DEFAULT_LOCATE_TIMEOUT_S = 5.0
 #: how long a parameter change waits for the worker to rebuild the encoder [s].

@@ -740,8 +740,9 @@ def test_signal_during_inference_exits_zero_without_traceback(tmp_path, sig):
     command, so after its first result it is always inferring; a signal then -> the node says
     it waits for the frame in progress, exits with code 0 and prints no traceback."""
     ns = f"/sig{uuid.uuid4().hex[:8]}"
+    # reliable camera QoS: under load best effort loses whole frames and the node may sit idle
     proc = _start_node(tmp_path, ns, "pretrained:=none", "warmup:=false", "mode:=crop", "max_proposals:=16",
-                       "proposal_methods:=[grid]", "command:=pick up the red ball")
+                       "proposal_methods:=[grid]", "command:=pick up the red ball", "qos:=reliable")
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     tester = rclpy.create_node(f"sig_tester_{uuid.uuid4().hex[:6]}", context=ctx)
@@ -751,7 +752,7 @@ def test_signal_during_inference_exits_zero_without_traceback(tmp_path, sig):
         got = []
         reliable = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
         tester.create_subscription(TargetDetectionArray, f"{ns}/detections", got.append, reliable)
-        pub = tester.create_publisher(Image, f"{ns}/image", qos_profile_sensor_data)
+        pub = tester.create_publisher(Image, f"{ns}/image", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         frame = image_msg(scene(), STAMP)
         count = iter(range(10**6))
 
