@@ -219,6 +219,9 @@ def test_nan_or_inf_in_k_gives_no_3d_a_warning_and_the_node_keeps_running(bad):
         def publish(stamp, k):
             cam["depth"].publish(depth_msg(depth, stamp))
             cam["info"].publish(info_msg(stamp, k=k))
+            # let depth / camera_info land first: with none received yet the node does not wait for
+            # them, and this case is about the K that comes with them
+            time.sleep(0.1)
             cam["image"].publish(image_msg(scene(), stamp))
 
         s1 = stamp_plus(STAMP, 1.0)
