@@ -254,7 +254,8 @@ def render_scenes(seeds: Sequence[int], width: int, height: int, subprocess: boo
 
 
 def render_frames(count: int, width: int, height: int, n_proposals: int, methods: Sequence[str],
-                  max_side: int = 320, first_seed: int = 0, subprocess: bool = True) -> list:
+                  max_side: int = 320, first_seed: int = 0, subprocess: bool = True,
+                  ss_mode: str = "single") -> list:
     """Render ``count`` seeded scenes (:func:`render_scenes`) and compute their (padded) proposals.
 
     Returns:
@@ -272,7 +273,7 @@ def render_frames(count: int, width: int, height: int, n_proposals: int, methods
         c0 = time.process_time()
         t0 = time.perf_counter()
         boxes, obj = propose(fr.rgb, depth=fr.depth, K=fr.K, methods=tuple(methods),
-                             max_proposals=n_proposals, max_side=max_side, timings=timings)
+                             max_proposals=n_proposals, max_side=max_side, timings=timings, ss_mode=ss_mode)
         ms = (time.perf_counter() - t0) * 1e3
         cpu_ms = (time.process_time() - c0) * 1e3
         raw = len(boxes)
@@ -967,7 +968,7 @@ def run_bench(args: argparse.Namespace, progress: Optional[Callable[[str], None]
     if progress:
         progress(f"rendering {args.frames} frames {args.width}x{args.height} and computing proposals")
     frames = render_frames(args.frames, args.width, args.height, args.proposals, config.proposal_methods,
-                           max_side=config.proposal_max_side)
+                           max_side=config.proposal_max_side, ss_mode=config.selective_search_mode)
     bench = Bench(encoder, config, frames, args.command, naive_frames)
     if not bench.publisher.available:
         notes.append(bench.publisher.reason)

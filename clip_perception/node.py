@@ -65,9 +65,23 @@ import sys
 
 
 def _quiet_exit_on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
-    """SIGINT / SIGTERM while the executable starts (imports, model load): exit 0, no traceback."""
+    """SIGINT / SIGTERM while the executable starts (imports, model load): exit 0 at once,
+    no traceback.
+
+    The process ends with ``os._exit(0)`` after flushing Python's stdout / stderr, not with
+    ``SystemExit``: an exception raised in the middle of a third-party import or of the model
+    build can be caught by a broad ``except`` there (the node would then start and spin as if
+    no signal had come), and interpreter finalisation with half-initialised extension modules
+    and their threads is not guaranteed to finish.  Nothing of ours needs cleaning up before the
+    node spins; the operating system releases the rest.
+    """
     if _QUIET_EXIT_ON_SIGNAL:
-        raise SystemExit(0)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # pragma: no cover - a closed pipe must not stop the exit
+                pass
+        os._exit(0)
 
 
 #: True while a signal should end the process at once (start-up); False while spinning
@@ -304,7 +318,7 @@ class ClipPerceptionNode(Node):
                 self._worker = threading.Thread(target=self._worker_loop, name="clip_perception_worker",
                                                 daemon=True)
                 self._worker.start()
-        except BaseException:  # also SystemExit from a start-up signal: leave nothing running
+        except BaseException:  # also KeyboardInterrupt / SystemExit in library use: leave nothing running
             self.destroy_node()
             raise
         enc = self.detector.encoder

@@ -97,6 +97,10 @@ _SPECS = (
               min=1, max=100000),
     ParamSpec("proposal_max_side", int, 320,
               "longest side of the downscaled copy the proposal methods run on [pixels]", min=32, max=8192),
+    ParamSpec("selective_search_mode", str, "single",
+              "selective search strategy (OpenCV ximgproc): single (one graph segmentation; fits a 100 ms frame "
+              "on one core), fast (switchToSelectiveSearchFast; several times slower, more boxes), quality",
+              choices=("single", "fast", "quality")),
     ParamSpec("score_threshold", float, 0.5,
               "minimum confidence in [0, 1] for a detection to be reported; below it: not found",
               min=0.0, max=1.0),
@@ -221,6 +225,7 @@ class DetectorConfig:
     nms_iou: float = 0.7
     min_box_size: int = 16
     proposal_max_side: int = 320
+    selective_search_mode: str = "single"
     score_threshold: float = 0.5
     color_prior_weight: float = 0.3
     relation_weight: float = 0.5

@@ -232,6 +232,7 @@ class Detector:
                 min_box_size=cfg.min_box_size,
                 max_side=cfg.proposal_max_side,
                 timings=timings,
+                ss_mode=cfg.selective_search_mode,
             )
         timings.add("proposals", (time.perf_counter() - t0) * 1e3)
         result.proposals, result.objectness = boxes, objectness

@@ -682,8 +682,9 @@ def to_rclpy(obj, msgtype: Optional[str] = None):
 # ================================================================ publisher
 try:  # the publisher half needs rclpy; the loaders above do not
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.node import Node
+
+    from .executables import run_single_threaded
 
     _HAVE_RCLPY = True
 except ImportError:  # pragma: no cover - exercised only without ROS 2
@@ -970,16 +971,14 @@ def main(args: Optional[list] = None) -> int:
         print(f"clip_perception_replay: {exc}", file=sys.stderr)
         return 2
     rclpy.init(args=["clip_perception_replay"] + ros_args)
-    node = None
-    executor = None
-    code = 0
-    try:
-        executor = SingleThreadedExecutor()
-        node = ReplayPublisher(
+
+    def make_node():
+        return ReplayPublisher(
             ns.path, rate=ns.rate, loop=ns.loop, fresh_stamps=ns.fresh_stamps, remap=remap, frame_id=ns.frame_id,
             topics=ns.topics, qos=ns.qos, publish_clock=ns.clock, depth_scale=ns.depth_scale, autostart=False,
         )
-        executor.add_node(node)
+
+    def run(executor, node):
         deadline = time.monotonic() + max(0.0, ns.start_delay)
         while rclpy.ok() and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
@@ -992,22 +991,8 @@ def main(args: Optional[list] = None) -> int:
         end = time.monotonic() + 0.3  # let reliable subscribers fetch the last messages
         while rclpy.ok() and time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"clip_perception_replay: {exc}", file=sys.stderr)
-        code = 2
-    except Exception:
-        if rclpy.ok():
-            raise
-        # a signal shut ROS down mid-way: clean exit
-    finally:
-        if executor is not None:
-            executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+
+    return run_single_threaded("clip_perception_replay", make_node, run, usage_errors=(FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -139,7 +139,9 @@ class RosTester:
         n.create_subscription(TargetDetectionArray, f"{ns}/detections", self.dets.append, RELIABLE)
         n.create_subscription(String, f"{ns}/status", lambda m: self.status.append(m.data), LATCHED)
         n.create_subscription(String, f"{ns}/ground_truth", self._on_gt, LATCHED)
-        n.create_subscription(Image, f"{ns}/image", self._on_image, qos_profile_sensor_data)
+        # RELIABLE like the cameras in these tests: a best-effort reader of ~1 MB frames on a
+        # loaded machine can lose every frame, and the header checks need the images' stamps.
+        n.create_subscription(Image, f"{ns}/image", self._on_image, RELIABLE)
         n.create_subscription(Clock, "/clock", lambda m: self.clock.add(_ns(m.clock)), RELIABLE)
         self.cmd_pub = n.create_publisher(String, f"{ns}/command", RELIABLE)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.ctx)
@@ -248,8 +250,11 @@ def node_argv(ns: str, *params: str) -> list:
     return argv
 
 
-def _run_sim_case(tmp_path: Path, node_params: tuple, sim_params: tuple):
-    """Start sim + node, send the command, return (tester data snapshot, the 3D result, GT ball)."""
+def _run_sim_case(tmp_path: Path, node_params: tuple, sim_params: tuple, sim_clock: bool = False):
+    """Start sim + node, send the command, return (GT, the first 3D result, all results,
+    image stamps -> frame_id, /clock times).  With ``sim_clock``, also wait until the
+    result's stamp has arrived on ``/clock``: the sim publishes it before the image, but
+    callbacks of different topics run in no guaranteed order in the tester."""
     ns = f"/e2e_{uuid.uuid4().hex[:8]}"
     procs = []
     t = None
@@ -260,6 +265,9 @@ def _run_sim_case(tmp_path: Path, node_params: tuple, sim_params: tuple):
         wait_for(lambda: t.gt is not None, "ground_truth", procs)
         send_command(t, COMMAND, TARGET, procs)
         msg = wait_for(lambda: first_3d_result(t), "detections with a 3D position", procs)
+        if sim_clock:
+            stamp = _ns(msg.header.stamp)
+            wait_for(lambda: stamp in t.clock, f"/clock message at the result's stamp {stamp} ns", procs)
         time.sleep(0.5)  # a few more results for the all-results checks below
         return t.gt, msg, list(t.dets), dict(t.images), set(t.clock)
     finally:
@@ -308,7 +316,7 @@ def test_sim_time_node_with_sim_clock_stamps_results_with_sim_time(tmp_path):
     and every output stamp is simulated time (the image stamp, published on /clock), not
     wall-clock time."""
     gt, msg, dets, images, clock = _run_sim_case(tmp_path, ("use_sim_time:=true", "qos:=reliable"),
-                                                 ("publish_clock:=true", "qos:=reliable"))
+                                                 ("publish_clock:=true", "qos:=reliable"), sim_clock=True)
     _check_sim_results(gt, msg, dets, images)
     stamp = _ns(msg.header.stamp)
     assert stamp in clock, "the sim published this frame's time on /clock"

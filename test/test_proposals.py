@@ -346,3 +346,26 @@ def test_selective_search_is_reproducible_for_the_same_frame():
     for boxes, scores in runs[1:]:
         np.testing.assert_array_equal(boxes, runs[0][0])
         np.testing.assert_array_equal(scores, runs[0][1])
+
+
+def test_selective_search_modes_differ_and_detector_uses_the_parameter(scene):
+    """Case: ``selective_search_mode`` reaches OpenCV: the ``fast`` preset (two colour spaces,
+    several k) gives other boxes than ``single`` on the tabletop, still covering every object,
+    and ``Detector`` with ``selective_search_mode=fast`` proposes exactly what
+    ``propose(..., ss_mode="fast")`` does."""
+    from fake_encoders import ColorTestEncoder
+
+    from clip_perception.params import make_config
+    from clip_perception.pipeline import Detector
+
+    rgb, gt = scene
+    single, _ = P.propose(rgb, methods=("selective_search",), ss_mode="single")
+    fast, fast_scores = P.propose(rgb, methods=("selective_search",), ss_mode="fast")
+    check_invariants(fast, fast_scores)
+    assert (best_iou(gt, fast) >= 0.5).all(), best_iou(gt, fast)
+    assert single.shape != fast.shape or not np.array_equal(single, fast)
+    cfg = make_config({"proposal_methods": ["selective_search"], "selective_search_mode": "fast", "mode": "crop"})
+    result = Detector(cfg, encoder=ColorTestEncoder()).detect(rgb, "pick up the red ball")
+    np.testing.assert_array_equal(result.proposals, fast)
+    with pytest.raises(ValueError, match="single, fast, quality"):
+        P.selective_search(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), mode="slow")

@@ -39,7 +39,6 @@ from typing import Optional
 import numpy as np
 import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -53,6 +52,8 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
+
+from ..executables import run_single_threaded
 
 __all__ = [
     "SimCameraNode",
@@ -309,32 +310,7 @@ def main(args: Optional[list] = None) -> int:
     Exits with code 0 on SIGINT / SIGTERM (no traceback).
     """
     rclpy.init(args=args)
-    node = None
-    executor = None
-    code = 0
-    try:
-        # own executor, made before the (slow) node: rclpy.spin()'s global
-        # executor is None when a signal shut the context down just before
-        executor = SingleThreadedExecutor()
-        node = SimCameraNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # bad parameters: say so and exit non-zero
-        print(f"clip_perception_sim_camera: {exc}", file=sys.stderr)
-        code = 2
-    except Exception:
-        if rclpy.ok():
-            raise
-        # a signal shut ROS down while the node was being built: clean exit
-    finally:
-        if executor is not None:
-            executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run_single_threaded("clip_perception_sim_camera", SimCameraNode, lambda executor, node: executor.spin())
 
 
 if __name__ == "__main__":

@@ -57,20 +57,9 @@ except ImportError:
 import mujoco  # noqa: E402  (after MUJOCO_GL is set)
 import numpy as np  # noqa: E402
 
-__all__ = [
-    "COLORS",
-    "SHAPES",
-    "TABLE_HEIGHT",
-    "DEFAULT_FRAME_ID",
-    "ObjectSpec",
-    "GroundTruthObject",
-    "Frame",
-    "SimScene",
-    "make_scene",
-    "default_object_specs",
-    "intrinsics_from_fovy",
-    "project_points",
-]
+from . import _SCENE_NAMES  # noqa: E402  (the public names, listed once in sim/__init__.py)
+
+__all__ = list(_SCENE_NAMES)
 
 DEFAULT_FRAME_ID = "sim_camera_color_optical_frame"
 
