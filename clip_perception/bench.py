@@ -106,14 +106,6 @@ def percentiles(values: Sequence[float]) -> dict:
     return {"p50": float(p50), "p90": float(p90)}
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (``sched_getaffinity``; ``os.cpu_count()`` elsewhere)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def load_average() -> Optional[list]:
     """1, 5 and 15 minute load averages (``os.getloadavg``), or None where unavailable."""
     try:
@@ -704,7 +696,9 @@ def age_run(encoder, frames: list, seconds: float, config, command: str,
 
     Returns:
         dict with ``seconds``, ``rate_hz``, ``camera_rate_hz`` (achieved), ``mode``,
-        ``published`` (camera frames), ``processed`` (frames the node answered),
+        ``cpu_threads`` (torch threads the node set, as the executable does; the caller's
+        setting is restored afterwards), ``published`` (camera frames), ``processed`` (frames
+        the node answered),
         ``age_ms`` ({p50, p90, max}); or ``{"skipped": reason}`` when ROS 2 or the node is
         not importable or the camera process fails.
     """
@@ -732,6 +726,10 @@ def age_run(encoder, frames: list, seconds: float, config, command: str,
     cam: Optional[dict] = None
     error = None
     resolved_mode = str(config.mode)
+    import torch
+
+    threads_before = torch.get_num_threads()
+    node_threads = threads_before
     try:
         overrides = [
             Parameter("command", value=command),
@@ -740,8 +738,11 @@ def age_run(encoder, frames: list, seconds: float, config, command: str,
             Parameter("cascade_top_k", value=int(config.cascade_top_k)),
             Parameter("warmup", value=False),
         ]
-        node = ClipPerceptionNode(encoder=encoder, context=ctx, namespace=ns, parameter_overrides=overrides)
+        # as the clip_perception_node executable does: cpu_threads (auto: one core left to ROS 2)
+        node = ClipPerceptionNode(encoder=encoder, context=ctx, namespace=ns, parameter_overrides=overrides,
+                                  owns_process=True)
         resolved_mode = node.detector.mode
+        node_threads = torch.get_num_threads()
         for camera in node.cameras:
             publish = camera.det_pub.publish
 
@@ -777,6 +778,7 @@ def age_run(encoder, frames: list, seconds: float, config, command: str,
             rclpy.shutdown(context=ctx)
         except Exception:  # already shut down
             pass
+        torch.set_num_threads(threads_before)
     if error is not None or cam is None:
         return {"skipped": error or "camera process returned nothing"}
     with lock:
@@ -788,6 +790,7 @@ def age_run(encoder, frames: list, seconds: float, config, command: str,
         "camera_rate_hz": cam["published"] / cam["seconds"] if cam["seconds"] > 0 else 0.0,
         "mode": str(config.mode),
         "resolved_mode": resolved_mode,
+        "cpu_threads": int(node_threads),
         "published": int(cam["published"]),
         "processed": processed,
         "age_ms": {"p50": p["p50"], "p90": p["p90"], "max": float(max(got)) if got else float("nan")},
@@ -860,7 +863,8 @@ def format_table(report: dict) -> str:
         if "skipped" in a:
             lines.append(f"output age under a 30 Hz camera: skipped: {a['skipped']}")
         else:
-            lines.append(f"output age under a {a['rate_hz']:g} Hz camera ({a['seconds']:g} s, node mode {a['resolved_mode']}): "
+            lines.append(f"output age under a {a['rate_hz']:g} Hz camera ({a['seconds']:g} s, node mode {a['resolved_mode']}, "
+                         f"{a['cpu_threads']} CPU threads): "
                          f"p50 {_fmt(a['age_ms']['p50'])} ms, p90 {_fmt(a['age_ms']['p90'])} ms, "
                          f"max {_fmt(a['age_ms']['max'])} ms at publish; {a['processed']} frames answered of "
                          f"{a['published']} published ({_fmt(a['camera_rate_hz'])} Hz achieved by the camera process)")
@@ -926,7 +930,7 @@ def run_bench(args: argparse.Namespace, progress: Optional[Callable[[str], None]
     import torch
 
     from . import proposals as _proposals  # noqa: F401
-    from .encoder import ClipEncoder
+    from .encoder import ClipEncoder, usable_cpus
     from .params import make_config
 
     modes = parse_modes(args.mode)

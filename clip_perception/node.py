@@ -118,6 +118,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+import torch
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
@@ -129,6 +130,7 @@ from clip_perception.srv import Locate, SetCommand
 from . import messages, params
 from .command import parse_command
 from .decode import ImageDecodeError, decode_compressed, decode_depth, decode_image
+from .encoder import set_cpu_threads
 from .pipeline import Detector
 from .runtime import CommandState, LatestSlot, StampBuffer, Throttle, Waiter, describe_ignored
 
@@ -279,6 +281,10 @@ class ClipPerceptionNode(Node):
             the parameters (tests inject ``test/fake_encoders.py`` encoders).
         node_name: ROS node name (default ``clip_perception``).
         start_worker: start the inference thread (tests of the wiring may pass False).
+        owns_process: apply the process-wide ``cpu_threads`` parameter (torch intra-op
+            threads, :func:`encoder.set_cpu_threads`) before the model is built; the
+            ``clip_perception_node`` executable passes True, a node embedded in another
+            program (tests, ``bench``) leaves its process's setting alone by default.
         **node_kwargs: passed to ``rclpy.node.Node`` (``context``, ``namespace``,
             ``parameter_overrides``, ``cli_args`` ...).
 
@@ -288,7 +294,7 @@ class ClipPerceptionNode(Node):
     """
 
     def __init__(self, encoder=None, *, node_name: str = params.NODE_NAME, start_worker: bool = True,
-                 **node_kwargs) -> None:
+                 owns_process: bool = False, **node_kwargs) -> None:
         super().__init__(node_name, **node_kwargs)
         self._ready = False
         self._stop = threading.Event()
@@ -308,6 +314,8 @@ class ClipPerceptionNode(Node):
         self.detector = None
         try:
             self.config = self._declare_parameters()
+            if owns_process:
+                set_cpu_threads(self.config.cpu_threads)
             self._owns_encoder = encoder is None
             self.detector = Detector(self.config, encoder=encoder)
             self._setup_interfaces()
@@ -324,7 +332,8 @@ class ClipPerceptionNode(Node):
         enc = self.detector.encoder
         self.get_logger().info(
             f"ready: model {getattr(enc, 'model_name', type(enc).__name__)} "
-            f"({getattr(enc, 'weights_source', self.config.pretrained)}) on {self.detector.device}, "
+            f"({getattr(enc, 'weights_source', self.config.pretrained)}) on {self.detector.device} "
+            f"({torch.get_num_threads()} CPU threads), "
             f"mode {self.detector.mode}; listening on "
             + ", ".join(c.image_topic for c in self.cameras)
             + f" ({self.cameras[0].describe_qos()}), commands on {self._command_sub.topic_name}")
@@ -756,7 +765,7 @@ def main(args: Optional[list] = None) -> int:
     executor = None
     code = 0
     try:
-        node = ClipPerceptionNode()
+        node = ClipPerceptionNode(owns_process=True)
         executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS, context=node.context)
         executor.add_node(node)
         _QUIET_EXIT_ON_SIGNAL = False  # from now on a signal shuts the context down: spin returns

@@ -83,6 +83,9 @@ _SPECS = (
               reload_model=True),
     ParamSpec("precision", str, "auto", "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16 (CUDA only)",
               choices=("auto", "fp32", "fp16", "bf16"), reload_model=True),
+    ParamSpec("cpu_threads", int, 0,
+              "torch intra-op threads of the node process; 0 = auto: usable CPUs - 1 (at least 1), leaving a core "
+              "to the ROS 2 middleware and the camera", min=0, max=1024, runtime=False),
     ParamSpec("mode", str, "auto",
               "ranking mode: crop (batched crops), dense (MaskCLIP patch features), cascade (dense pre-rank, "
               "crop re-rank), auto (crop on CUDA, cascade on CPU)",
@@ -120,7 +123,7 @@ _SPECS = (
               "metres per depth unit for integer depth images; 0 = by encoding (16UC1: 0.001)", min=0.0, max=10.0),
     ParamSpec("sync_slop", float, 0.05, "max stamp difference when pairing depth/camera_info with colour [s]",
               min=0.0, max=10.0),
-    ParamSpec("qos", str, "sensor_data", "camera subscription QoS: sensor_data (best effort, depth 1) or reliable",
+    ParamSpec("qos", str, "sensor_data", "camera subscription QoS: sensor_data (best effort, keep last 5) or reliable",
               choices=("sensor_data", "reliable"), runtime=False),
     ParamSpec("max_rate_hz", float, 0.0, "maximum processed frames per second; 0 = as fast as inference allows",
               min=0.0, max=1000.0),
@@ -218,6 +221,7 @@ class DetectorConfig:
     pretrained: str = "openai"
     device: str = "auto"
     precision: str = "auto"
+    cpu_threads: int = 0
     mode: str = "auto"
     cascade_top_k: int = 10
     proposal_methods: list = field(default_factory=lambda: list(PARAMETERS["proposal_methods"].default))

@@ -3,7 +3,8 @@
 One process runs :class:`clip_perception.node.ClipPerceptionNode` exactly as the executable
 does (its own ``ClipEncoder`` built from the parameters -- ViT-B-32, ``pretrained: none`` =
 random weights unless ``--pretrained`` names real ones --, the real proposals, ranking, 3D
-step and publishers, a ``MultiThreadedExecutor`` with the executable's thread count) and a
+step and publishers, a ``MultiThreadedExecutor`` with the executable's thread count; torch
+keeps its default of all cores, the ``cpu_threads`` parameter is not applied) and a
 harness node on the same ROS 2 graph (own ``rclpy.Context``, a private namespace,
 localhost-only discovery unless ``ROS_AUTOMATIC_DISCOVERY_RANGE`` says otherwise) that
 

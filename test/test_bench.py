@@ -350,7 +350,14 @@ def test_age_run_with_in_process_node():
     pytest.importorskip("clip_perception.node")
     frames = bench.render_frames(2, W, H, 10, ("contours",))
     cfg = make_config({"pretrained": "none", "device": "cpu", "mode": "crop", "score_threshold": 0.0})
+    import torch
+
+    from clip_perception.encoder import resolve_cpu_threads
+
+    before = torch.get_num_threads()
     out = bench.age_run(ColorTestEncoder(), frames, 2.0, cfg, COMMAND)
     assert "skipped" not in out, out
+    assert out["cpu_threads"] == resolve_cpu_threads(0)  # the node's auto setting, as in the executable
+    assert torch.get_num_threads() == before  # restored for the caller
     assert out["published"] > 10 and out["processed"] >= 1 and out["resolved_mode"] == "crop"
     assert 0.0 < out["age_ms"]["p50"] <= out["age_ms"]["max"] < 30_000

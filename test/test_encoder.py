@@ -546,3 +546,23 @@ def test_tag_loads_offline_from_local_hf_cache(enc, saved_checkpoints, tmp_path,
         assert loaded.fill_u8 == (123, 117, 104)
     finally:
         del loaded
+
+
+@pytest.mark.parametrize("requested,cpus,expected", [(0, 2, 1), (0, 1, 1), (0, 16, 15), (3, 2, 3), (1, 64, 1)])
+def test_resolve_cpu_threads_auto_leaves_one_core(requested, cpus, expected):
+    """cpu_threads: 0 = usable CPUs - 1 (at least 1); a positive value is used as given."""
+    assert E.resolve_cpu_threads(requested, cpus=cpus) == expected
+
+
+def test_resolve_cpu_threads_rejects_negative():
+    with pytest.raises(ValueError, match="cpu_threads must be >= 0"):
+        E.resolve_cpu_threads(-1, cpus=4)
+
+
+def test_set_cpu_threads_sets_torch_threads():
+    before = torch.get_num_threads()
+    try:
+        assert E.set_cpu_threads(1) == 1 and torch.get_num_threads() == 1
+        assert E.set_cpu_threads(0) == max(1, E.usable_cpus() - 1) == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -733,6 +733,36 @@ def _start_node(tmp_path, ns: str, *params: str) -> subprocess.Popen:
 
 @pytest.mark.ros
 @pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("value,expected", [("1", 1), ("3", 3), ("0", None)])
+def test_executable_sets_cpu_threads(tmp_path, value, expected):
+    """The executable applies ``cpu_threads`` (process-wide torch threads) and names the count
+    in its ready line; 0 = auto = usable CPUs - 1 (at least 1)."""
+    from clip_perception.encoder import resolve_cpu_threads
+
+    want = resolve_cpu_threads(0) if expected is None else expected
+    proc = _start_node(tmp_path, f"/c{uuid.uuid4().hex[:8]}", "pretrained:=none", "warmup:=false",
+                       f"cpu_threads:={value}")
+    lines: list = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        ready = wait_for(lambda: next((ln for ln in list(lines) if "ready: model" in ln), None), timeout=90,
+                         what="the ready line")
+        assert f"({want} CPU threads)" in ready, ready
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        reader.join(5)
+    assert proc.returncode == 0
+
+
+@pytest.mark.ros
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_inference_exits_zero_without_traceback(tmp_path, sig):
