@@ -317,6 +317,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     env = dict(os.environ)
     env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
     env.setdefault("MUJOCO_GL", "osmesa")
+    env.setdefault("PYTHONFAULTHANDLER", "1")  # a crash of a child leaves its Python stack in its log
     os.environ["ROS_DOMAIN_ID"] = str(domain)  # this process's own rclpy context joins the same graph
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
@@ -365,6 +366,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         codes = {c.name: c.stop() for c in children}
     if codes:
         print("demo: stopped " + ", ".join(f"{n} (exit {rc})" for n, rc in codes.items()))
+        for child in children:
+            if child.proc.returncode not in (0, None):
+                print(f"demo: {child.name} exited with {child.proc.returncode}; the end of its log "
+                      f"({child.log_path}):\n{child.tail(15)}")
     if not results:
         print(f"demo: no result; see {node_log} and {cam_log}")
         errors = _error_lines(node_log)

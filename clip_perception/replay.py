@@ -681,14 +681,12 @@ def to_rclpy(obj, msgtype: Optional[str] = None):
 
 # ================================================================ publisher
 try:  # the publisher half needs rclpy; the loaders above do not
-    import rclpy
     from rclpy.node import Node
 
     from .executables import run_single_threaded
 
     _HAVE_RCLPY = True
 except ImportError:  # pragma: no cover - exercised only without ROS 2
-    rclpy = None
     Node = object
     _HAVE_RCLPY = False
 
@@ -970,29 +968,28 @@ def main(args: Optional[list] = None) -> int:
     except ValueError as exc:
         print(f"clip_perception_replay: {exc}", file=sys.stderr)
         return 2
-    rclpy.init(args=["clip_perception_replay"] + ros_args)
-
     def make_node():
         return ReplayPublisher(
             ns.path, rate=ns.rate, loop=ns.loop, fresh_stamps=ns.fresh_stamps, remap=remap, frame_id=ns.frame_id,
             topics=ns.topics, qos=ns.qos, publish_clock=ns.clock, depth_scale=ns.depth_scale, autostart=False,
         )
 
-    def run(executor, node):
+    def run(executor, node, running):
         deadline = time.monotonic() + max(0.0, ns.start_delay)
-        while rclpy.ok() and time.monotonic() < deadline:
+        while running() and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
         from rclpy.clock import Clock, ClockType
 
         period = 1.0 / node.rate if node.rate else 0.005
         node._timer = node.create_timer(period, node._on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        while rclpy.ok() and not node.done:
+        while running() and not node.done:
             executor.spin_once(timeout_sec=0.1)
         end = time.monotonic() + 0.3  # let reliable subscribers fetch the last messages
-        while rclpy.ok() and time.monotonic() < end:
+        while running() and time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
 
-    return run_single_threaded("clip_perception_replay", make_node, run, usage_errors=(FileNotFoundError, ValueError))
+    return run_single_threaded("clip_perception_replay", ["clip_perception_replay"] + ros_args, make_node, run,
+                               usage_errors=(FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

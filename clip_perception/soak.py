@@ -1,6 +1,6 @@
 """``clip-perception soak``: many frames through the real node, watching for leaks.
 
-One process runs :class:`clip_perception.node.ClipPerceptionNode` exactly as the executable
+One process runs :class:`clip_perception.node.ClipPerceptionNode` as the executable
 does (its own ``ClipEncoder`` built from the parameters -- ViT-B-32, ``pretrained: none`` =
 random weights unless ``--pretrained`` names real ones --, the real proposals, ranking, 3D
 step and publishers, a ``MultiThreadedExecutor`` with the executable's thread count; torch

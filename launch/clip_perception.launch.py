@@ -22,10 +22,50 @@ Examples (ROS 2 machine, after `colcon build --packages-select clip_perception`)
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+#: Launch arguments that set the node parameter of the same name only when given; empty (the
+#: default) keeps the value of ``params_file``, so a custom parameters file is never overridden
+#: by launch defaults.
+PARAMETER_ARGUMENTS = {
+    "model_name": "open_clip model name, e.g. ViT-B-16",
+    "pretrained": "open_clip tag, hf-hub:NAME, checkpoint path, or none",
+    "device": "auto, cuda, cuda:N or cpu",
+    "image_transport": "raw or compressed",
+}
+
+#: (topic name used by the node, launch argument giving the remapped name)
+REMAPPED_TOPICS = (
+    ("image", "image"),
+    ("image/compressed", "compressed_image"),
+    ("depth", "depth"),
+    ("camera_info", "camera_info"),
+    ("command", "command"),
+)
+
+
+def _node(context, *args, **kwargs):
+    """The node, with ``params_file`` first and then only the parameter arguments that were given."""
+    overrides = {"use_sim_time": LaunchConfiguration("use_sim_time")}
+    for name in PARAMETER_ARGUMENTS:
+        value = LaunchConfiguration(name).perform(context)
+        if value != "":
+            overrides[name] = value
+    return [
+        Node(
+            package="clip_perception",
+            executable="clip_perception_node",
+            name="clip_perception",
+            namespace=LaunchConfiguration("namespace"),
+            output="screen",
+            emulate_tty=True,
+            parameters=[LaunchConfiguration("params_file"), overrides],
+            remappings=[(topic, LaunchConfiguration(arg)) for topic, arg in REMAPPED_TOPICS],
+        )
+    ]
 
 
 def generate_launch_description():
@@ -41,35 +81,9 @@ def generate_launch_description():
         DeclareLaunchArgument("command", default_value="command", description="std_msgs/String command topic"),
         DeclareLaunchArgument("params_file", default_value=default_params, description="parameters YAML file"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (Gazebo, bags)"),
-        DeclareLaunchArgument("model_name", default_value="ViT-B-32", description="open_clip model name"),
-        DeclareLaunchArgument("pretrained", default_value="openai",
-                              description="open_clip tag, hf-hub:NAME, checkpoint path, or none"),
-        DeclareLaunchArgument("device", default_value="auto", description="auto, cuda or cpu"),
-        DeclareLaunchArgument("image_transport", default_value="raw", description="raw or compressed"),
     ]
-    node = Node(
-        package="clip_perception",
-        executable="clip_perception_node",
-        name="clip_perception",
-        namespace=LaunchConfiguration("namespace"),
-        output="screen",
-        emulate_tty=True,
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {
-                "use_sim_time": LaunchConfiguration("use_sim_time"),
-                "model_name": LaunchConfiguration("model_name"),
-                "pretrained": LaunchConfiguration("pretrained"),
-                "device": LaunchConfiguration("device"),
-                "image_transport": LaunchConfiguration("image_transport"),
-            },
-        ],
-        remappings=[
-            ("image", LaunchConfiguration("image")),
-            ("image/compressed", LaunchConfiguration("compressed_image")),
-            ("depth", LaunchConfiguration("depth")),
-            ("camera_info", LaunchConfiguration("camera_info")),
-            ("command", LaunchConfiguration("command")),
-        ],
-    )
-    return LaunchDescription(arguments + [node])
+    arguments += [
+        DeclareLaunchArgument(name, default_value="", description=f"{text} (empty: the params_file value)")
+        for name, text in PARAMETER_ARGUMENTS.items()
+    ]
+    return LaunchDescription(arguments + [OpaqueFunction(function=_node)])

@@ -9,6 +9,7 @@ Cases:
 
 import ast
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -146,6 +147,79 @@ def test_launch_file_compiles_and_refers_to_installed_files():
     assert config_refs, "launch file names no params file"
     for ref in config_refs:
         assert (REPO / "config" / Path(ref).name).is_file(), ref
+
+
+def _load_launch_file_with_stand_ins(monkeypatch):
+    """Import launch/clip_perception.launch.py with minimal stand-ins for ``launch`` and
+    ``launch_ros`` (not on PyPI, so not installable here): each stand-in records its
+    arguments; ``LaunchConfiguration.perform`` reads ``context.launch_configurations``."""
+    import importlib.util
+    import types
+
+    class Record:
+        def __init__(self, *args, **kwargs):
+            self.args, self.kwargs = args, kwargs
+
+    class LaunchConfiguration(Record):
+        def perform(self, context):
+            return context.launch_configurations[self.args[0]]
+
+    modules = {
+        "launch": types.ModuleType("launch"),
+        "launch.actions": types.ModuleType("launch.actions"),
+        "launch.substitutions": types.ModuleType("launch.substitutions"),
+        "launch_ros": types.ModuleType("launch_ros"),
+        "launch_ros.actions": types.ModuleType("launch_ros.actions"),
+        "launch_ros.substitutions": types.ModuleType("launch_ros.substitutions"),
+    }
+    modules["launch"].LaunchDescription = type("LaunchDescription", (Record,), {})
+    modules["launch.actions"].DeclareLaunchArgument = type("DeclareLaunchArgument", (Record,), {})
+    modules["launch.actions"].OpaqueFunction = type("OpaqueFunction", (Record,), {})
+    modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    modules["launch.substitutions"].PathJoinSubstitution = type("PathJoinSubstitution", (Record,), {})
+    modules["launch_ros.actions"].Node = type("Node", (Record,), {})
+    modules["launch_ros.substitutions"].FindPackageShare = type("FindPackageShare", (Record,), {})
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("clip_perception_launch", REPO / "launch" / "clip_perception.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("given,expected", [
+    ({}, {}),
+    ({"pretrained": "none", "device": "cpu"}, {"pretrained": "none", "device": "cpu"}),
+    ({"model_name": "ViT-B-16", "image_transport": "compressed"},
+     {"model_name": "ViT-B-16", "image_transport": "compressed"}),
+])
+def test_launch_arguments_override_the_params_file_only_when_given(monkeypatch, given, expected):
+    """Launch file behaviour: params_file first; model_name / pretrained / device /
+    image_transport are passed to the node only when given on the command line (empty
+    defaults), so a custom params_file keeps its values; topics are remapped from the
+    arguments; the node is clip_perception_node named clip_perception."""
+    import types
+
+    launch = _load_launch_file_with_stand_ins(monkeypatch)
+    description = launch.generate_launch_description()
+    declared = [e for e in description.args[0] if type(e).__name__ == "DeclareLaunchArgument"]
+    defaults = {d.args[0]: d.kwargs["default_value"] for d in declared}
+    assert {name: defaults[name] for name in ("model_name", "pretrained", "device", "image_transport")} == {
+        "model_name": "", "pretrained": "", "device": "", "image_transport": ""}
+    opaque = [e for e in description.args[0] if type(e).__name__ == "OpaqueFunction"]
+    assert len(opaque) == 1
+    context = types.SimpleNamespace(launch_configurations={**defaults, **given, "image": "/cam/color/image_raw"})
+    (node,) = opaque[0].kwargs["function"](context)
+    kw = node.kwargs
+    assert (kw["package"], kw["executable"], kw["name"]) == ("clip_perception", "clip_perception_node",
+                                                             "clip_perception")
+    params_file, overrides = kw["parameters"]
+    assert params_file.args == ("params_file",)
+    assert set(overrides) == {"use_sim_time"} | set(expected)
+    assert {k: v for k, v in overrides.items() if k != "use_sim_time"} == expected
+    remaps = {topic: arg.perform(context) for topic, arg in kw["remappings"]}
+    assert remaps == {"image": "/cam/color/image_raw", "image/compressed": "image/compressed", "depth": "depth",
+                      "camera_info": "camera_info", "command": "command"}
 
 
 def test_readme_lists_every_parameter_and_the_two_commands():

@@ -37,7 +37,6 @@ import sys
 from typing import Optional
 
 import numpy as np
-import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import (
@@ -53,7 +52,7 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
-from ..executables import run_single_threaded
+from ..executables import run_single_threaded, spin_while
 
 __all__ = [
     "SimCameraNode",
@@ -309,8 +308,7 @@ def main(args: Optional[list] = None) -> int:
 
     Exits with code 0 on SIGINT / SIGTERM (no traceback).
     """
-    rclpy.init(args=args)
-    return run_single_threaded("clip_perception_sim_camera", SimCameraNode, lambda executor, node: executor.spin())
+    return run_single_threaded("clip_perception_sim_camera", args, SimCameraNode, spin_while)
 
 
 if __name__ == "__main__":
