@@ -32,7 +32,7 @@ setup(
             "clip-perception = clip_perception.cli:main",
             "clip_perception_node = clip_perception.node:main",
             "clip_perception_sim_camera = clip_perception.sim.camera_node:main",
-            "clip_perception_replay = clip_perception.replay:main",
+            "clip_perception_replay = clip_perception.tools.replay:main",
         ],
     },
 )

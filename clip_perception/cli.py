@@ -206,7 +206,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # These sub-commands own their options (their --help lists them).
         import importlib
 
-        return int(importlib.import_module(f"clip_perception.{argv[0]}").main(argv[1:]) or 0)
+        return int(importlib.import_module(f"clip_perception.tools.{argv[0]}").main(argv[1:]) or 0)
     parser = make_parser()
     args = parser.parse_args(argv)
     # open_clip logs its progress on the root logger: keep that quiet unless --verbose.

@@ -1,4 +1,4 @@
-"""Tests for ``clip-perception bench`` (clip_perception.bench) and the fast paths it measures.
+"""Tests for ``clip-perception bench`` (clip_perception.tools.bench) and the fast paths it measures.
 
 Correctness only -- no assertion is about timing (the figures live in the bench report):
 
@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 import torch
 
-from clip_perception import bench, ranking
+from clip_perception import ranking
+from clip_perception.tools import bench
 from clip_perception.command import parse_command
 from clip_perception.encoder import ClipEncoder, batched_square_crops, pil_square_crops, square_regions
 from clip_perception.params import make_config
@@ -283,7 +284,7 @@ def test_naive_baseline_scores_every_box_with_text_reencoded(clear_frames, clip_
 
 def _run_bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "osmesa"))
-    return subprocess.run([sys.executable, "-m", "clip_perception.bench", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "clip_perception.tools.bench", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

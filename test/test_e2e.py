@@ -65,7 +65,7 @@ from std_msgs.msg import String
 
 from clip_perception import cli
 from clip_perception.msg import TargetDetectionArray
-from clip_perception.replay import load_intrinsics, write_test_bag
+from clip_perception.tools.replay import load_intrinsics, write_test_bag
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -328,7 +328,7 @@ def test_sim_time_node_with_sim_clock_stamps_results_with_sim_time(tmp_path):
 @pytest.mark.timeout(180)
 def test_rosbag2_replay_into_node_gives_detections_with_bag_stamps(tmp_path):
     """A rosbag2 written by the test (rgb8 + 16UC1 depth + camera_info rendered from the sim),
-    replayed by ``clip_perception.replay`` with ``--map`` onto image/depth/camera_info:
+    replayed by ``clip_perception.tools.replay`` with ``--map`` onto image/depth/camera_info:
     the node finds the red ball with 3D and stamps every result with a bag stamp."""
     from clip_perception.sim.scene import make_scene
 
@@ -348,7 +348,7 @@ def test_rosbag2_replay_into_node_gives_detections_with_bag_stamps(tmp_path):
         t = RosTester(ns)
         wait_for(lambda: any(s.startswith("looking for") and TARGET in s for s in t.status),
                  "the node (status 'looking for: red ball')", procs)
-        procs.append(Proc("replay", [PY, "-m", "clip_perception.replay", str(bag), "--rate", "2", "--loop",
+        procs.append(Proc("replay", [PY, "-m", "clip_perception.tools.replay", str(bag), "--rate", "2", "--loop",
                                      "--start-delay", "1.5",
                                      "--map", "/camera/color/image_raw:=image",
                                      "--map", "/camera/aligned_depth_to_color/image_raw:=depth",

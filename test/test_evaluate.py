@@ -1,4 +1,4 @@
-"""``clip_perception.evaluate``: the seeded simulated suite, its metrics and its report.
+"""``clip_perception.tools.evaluate``: the seeded simulated suite, its metrics and its report.
 
 The suite runs in-process with ``pipeline.Detector`` and ``fake_encoders.ColorTestEncoder``
 (it sees only colour), so no CLIP weights are needed; one CLI test builds the random-weight
@@ -16,8 +16,8 @@ import clip_perception.pipeline  # noqa: F401  torch/triton before MuJoCo: see e
 import cv2
 import pytest
 
-from clip_perception import evaluate
-from clip_perception.evaluate import KINDS_RANDOM, KINDS_TRAINED, run_evaluation
+from clip_perception.tools import evaluate
+from clip_perception.tools.evaluate import KINDS_RANDOM, KINDS_TRAINED, run_evaluation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_encoders import ColorTestEncoder  # noqa: E402

@@ -610,7 +610,7 @@ def test_package_has_no_eval_exec_shell_or_unsafe_load():
                 if not (isinstance(wo, ast.Constant) and wo.value is True):
                     problems.append(f"{rel}:{node.lineno} {name} without weights_only=True")
     assert not problems, problems
-    assert subprocess_modules <= {"clip_perception/demo.py"}, subprocess_modules
+    assert subprocess_modules <= {"clip_perception/tools/demo.py"}, subprocess_modules
 
 
 @pytest.mark.ros

@@ -1,4 +1,4 @@
-"""Tests for clip_perception.replay: rosbag2 read/write, folder loaders and
+"""Tests for clip_perception.tools.replay: rosbag2 read/write, folder loaders and
 the replay publisher."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clip_perception.replay import (
+from clip_perception.tools.replay import (
     COLOR_TOPIC,
     DEPTH_TOPIC,
     INFO_TOPIC,
@@ -243,7 +243,7 @@ def _run_replay(path, n_groups, **kw):
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import CameraInfo, Image
 
-    from clip_perception.replay import ReplayPublisher
+    from clip_perception.tools.replay import ReplayPublisher
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=dom)
@@ -352,7 +352,7 @@ def test_replay_main_plays_bag_and_exits_zero(tmp_path):
     ex.add_node(sub)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clip_perception.replay", str(path), "--rate", "10", "--start-delay", "3",
+        [sys.executable, "-m", "clip_perception.tools.replay", str(path), "--rate", "10", "--start-delay", "3",
          "--map", f"{COLOR_TOPIC}:=cam/image", "--topics", COLOR_TOPIC],
         env=env, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

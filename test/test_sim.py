@@ -447,7 +447,7 @@ def test_camera_executable_exits_zero_when_signalled_while_streaming_to_a_reliab
     reliable subscriber, gets SIGINT / SIGTERM at a random moment after 10 frames, 6 times:
     every run exits with code 0, no traceback, no crash.  (With rclpy's default signal
     handlers this crashed with SIGSEGV in MuJoCo's OSMesa release in 2 of 20 runs; see
-    ``clip_perception.executables.run_single_threaded``.)"""
+    ``clip_perception.tools.executables.run_single_threaded``.)"""
     import random
     import threading
     import uuid

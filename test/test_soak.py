@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clip_perception import soak
+from clip_perception.tools import soak
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -52,7 +52,7 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
-from ..executables import run_single_threaded, spin_while
+from ..tools.executables import run_single_threaded, spin_while
 
 __all__ = [
     "SimCameraNode",

@@ -200,9 +200,9 @@ def run_soak(args: argparse.Namespace, progress=None) -> dict:
 
     from clip_perception.msg import TargetDetectionArray
 
-    from . import messages
-    from . import node as node_module
-    from .decode import depth_to_image_fields, rgb_to_image_fields
+    from .. import messages
+    from .. import node as node_module
+    from ..decode import depth_to_image_fields, rgb_to_image_fields
 
     say = progress or (lambda text: None)
     methods = [m.strip() for m in str(args.proposal_methods).split(",") if m.strip()]
@@ -361,7 +361,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if problem:
         print(f"clip-perception soak: error: {problem}", file=sys.stderr)
         return 2
-    from .params import ParameterError
+    from ..params import ParameterError
 
     def progress(text: str) -> None:
         if not args.json:

@@ -60,7 +60,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .params import DetectorConfig, ParameterError, load_params_file, make_config, parse_overrides
+from ..params import DetectorConfig, ParameterError, load_params_file, make_config, parse_overrides
 
 LOG = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _scene_module():
         import torchvision.ops  # noqa: F401
     except ImportError:  # pragma: no cover - torchvision is a dependency
         pass
-    from .sim import scene
+    from ..sim import scene
 
     return scene
 
@@ -275,7 +275,7 @@ def surface_reference(frame, obj) -> Optional[np.ndarray]:
     (pinhole, ``X = (u - cx) Z / fx``) at the median rendered depth of the object's own
     pixels (segmentation render).  ``None`` when the object has no valid depth.
     """
-    from .geometry import pixel_to_point
+    from ..geometry import pixel_to_point
 
     if frame.segmentation is None:
         return None
@@ -344,7 +344,7 @@ def run_evaluation(
         ValueError: ``scenes`` < 1 or an unknown kind; ``encoder.WeightsUnavailableError``
         when ``encoder`` is None and the weights cannot be loaded.
     """
-    from .pipeline import Detector  # torch first (see _scene_module)
+    from ..pipeline import Detector  # torch first (see _scene_module)
 
     scene_mod = _scene_module()
     if scenes < 1:
@@ -499,7 +499,7 @@ def _run_case(st: SceneSetup, case: CaseSpec, frame, detector, draw):
 def _failure_tile(rgb, result, target, case) -> np.ndarray:
     import cv2
 
-    from .visualize import draw_result
+    from ..visualize import draw_result
 
     img = draw_result(rgb, result.detections[:3], title=f"{case.kind}: {case.command}")
     if target is not None:
@@ -681,7 +681,7 @@ def weights_problem(model_name: str, pretrained: str) -> Optional[str]:
     """
     if str(pretrained).strip().lower() in ("", "none"):
         return None
-    from . import encoder as enc
+    from .. import encoder as enc
 
     resolve = getattr(enc, "_resolve_weights", None)
     try:
@@ -698,7 +698,7 @@ def weights_problem(model_name: str, pretrained: str) -> Optional[str]:
 def weights_caches() -> str:
     """The local caches CLIP weights are looked up in (for messages)."""
     try:
-        from .encoder import _hf_cache_dir
+        from ..encoder import _hf_cache_dir
 
         hf = _hf_cache_dir(None)
     except Exception:  # noqa: BLE001 - message only

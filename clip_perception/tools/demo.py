@@ -53,7 +53,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .command import parse_command
+from ..command import parse_command
 
 DEFAULT_COMMAND = "pick up the red ball"
 DEFAULT_FRAMES = 3
@@ -273,7 +273,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv = argv[1:]
     args = make_parser().parse_args(argv)
     from .evaluate import weights_caches, weights_problem
-    from .params import PARAMETERS
+    from ..params import PARAMETERS
 
     if args.frames < 1 or args.timeout <= 0:
         print("clip-perception demo: error: --frames must be >= 1 and --timeout > 0", file=sys.stderr)
@@ -493,9 +493,9 @@ def _save_annotated(path: Path, msg, state: dict, label: str, command: str, targ
     """Draw the result on the camera image with the same stamp (else the newest image)."""
     import cv2
 
-    from .decode import ImageDecodeError, decode_image
-    from .types import Detection
-    from .visualize import draw_result, save_rgb
+    from ..decode import ImageDecodeError, decode_image
+    from ..types import Detection
+    from ..visualize import draw_result, save_rgb
 
     images = state["images"]
     if not images:

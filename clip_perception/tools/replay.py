@@ -723,7 +723,7 @@ def _bag_groups(path, topics, remap) -> Iterator[_Group]:
 def _folder_groups(frames: list, remap: dict, frame_id: str) -> Iterator[_Group]:
     from std_msgs.msg import Header
 
-    from .sim.camera_node import make_camera_info_msg, make_depth_msg, make_image_msg
+    from ..sim.camera_node import make_camera_info_msg, make_depth_msg, make_image_msg
 
     def t(name):
         return remap.get(name, name)
@@ -792,7 +792,7 @@ class ReplayPublisher(Node):
         from rosgraph_msgs.msg import Clock as ClockMsg
         from rclpy.clock import Clock, ClockType
 
-        from .sim.camera_node import CLOCK_QOS, qos_from_name
+        from ..sim.camera_node import CLOCK_QOS, qos_from_name
 
         self.path = Path(path)
         if not self.path.exists():

@@ -158,7 +158,7 @@ def pad_proposals(boxes: np.ndarray, objectness: np.ndarray, width: int, height:
     Raises:
         ValueError: ``n < 1``.
     """
-    from .proposals import clamp_boxes, grid_proposals
+    from ..proposals import clamp_boxes, grid_proposals
 
     if n < 1:
         raise ValueError(f"need at least one proposal, got {n}")
@@ -209,7 +209,7 @@ class BenchFrame:
 
 def _render_scenes(seeds: Sequence[int], width: int, height: int) -> list:
     """[(rgb, depth, K, object names)] of seeded :func:`sim.scene.make_scene` renders."""
-    from .sim.scene import make_scene
+    from ..sim.scene import make_scene
 
     out = []
     for seed in seeds:
@@ -253,9 +253,9 @@ def render_frames(count: int, width: int, height: int, n_proposals: int, methods
     Returns:
         list of :class:`BenchFrame`.
     """
-    from .decode import image_fields_from_depth, image_fields_from_rgb
-    from .proposals import propose
-    from .types import Timings
+    from ..decode import image_fields_from_depth, image_fields_from_rgb
+    from ..proposals import propose
+    from ..types import Timings
 
     frames = []
     seeds = list(range(first_seed, first_seed + count))
@@ -299,7 +299,7 @@ class Publisher:
             from rclpy.serialization import serialize_message
             from std_msgs.msg import Header
 
-            from . import messages
+            from .. import messages
         except Exception as exc:  # ImportError, or a broken ROS environment
             self.reason = f"ROS 2 messages not importable ({type(exc).__name__}: {exc}): publish stage skipped"
             return
@@ -401,7 +401,7 @@ class NaiveBaseline:
     def detect(self, rgb: np.ndarray, boxes: np.ndarray, target: str, threshold: float, top_k: int,
                stages: dict) -> list:
         """Top-``top_k`` :class:`types.Detection` (score >= ``threshold``), best first."""
-        from .types import Detection
+        from ..types import Detection
 
         probs = self.rank(rgb, boxes, target, stages)
         t0 = time.perf_counter()
@@ -470,8 +470,8 @@ class Bench:
     """
 
     def __init__(self, encoder, config, frames: list, command: str, naive_frames: int):
-        from .command import parse_command
-        from .pipeline import Detector
+        from ..command import parse_command
+        from ..pipeline import Detector
 
         self.encoder = encoder
         self.config = config
@@ -512,11 +512,11 @@ class Bench:
 
         ``stages["cpu"]`` is the process CPU time of the frame (all threads, ms, proposals included).
         """
-        from .decode import decode_depth, decode_image
-        from .pipeline import FrameResult
-        from .command import CommandParse
-        from .types import Timings
-        from . import geometry
+        from ..decode import decode_depth, decode_image
+        from ..pipeline import FrameResult
+        from ..command import CommandParse
+        from ..types import Timings
+        from .. import geometry
 
         boxes = frame.boxes if boxes is None else boxes
         obj = frame.objectness[:len(boxes)]
@@ -639,7 +639,7 @@ def _camera_process(ns: str, frames: list, seconds: float, rate_hz: float, frame
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Header
 
-    from .messages import ns_to_stamp
+    from ..messages import ns_to_stamp
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     ctx = rclpy.Context()
@@ -709,8 +709,8 @@ def age_run(encoder, frames: list, seconds: float, config, command: str,
         from rclpy.executors import MultiThreadedExecutor
         from rclpy.parameter import Parameter
 
-        from . import messages
-        from .node import ClipPerceptionNode
+        from .. import messages
+        from ..node import ClipPerceptionNode
     except Exception as exc:
         return {"skipped": f"ROS 2 node not available ({type(exc).__name__}: {exc})"}
 
@@ -929,9 +929,9 @@ def run_bench(args: argparse.Namespace, progress: Optional[Callable[[str], None]
     """Run the benchmark described by parsed ``args``; returns the report dict (see ``--json``)."""
     import torch
 
-    from . import proposals as _proposals  # noqa: F401
-    from .encoder import ClipEncoder, usable_cpus
-    from .params import make_config
+    from .. import proposals as _proposals  # noqa: F401
+    from ..encoder import ClipEncoder, usable_cpus
+    from ..params import make_config
 
     modes = parse_modes(args.mode)
     if args.frames < 1:
