@@ -42,42 +42,23 @@ def load_rgb(path: str | Path) -> np.ndarray:
 
 
 def load_depth(path: str | Path, depth_scale: float = 0.0) -> np.ndarray:
-    """Read a depth file as (H, W) float32 metres with NaN for invalid pixels.
+    """Read a depth file as (H, W) float32 metres with NaN for invalid pixels
+    (:func:`clip_perception.depth_files.load_depth_file`).
 
     ``.png``/``.tif``: 16-bit integers in millimetres (``depth_scale`` metres per unit
     overrides 0.001), 0 = invalid (REP 118).  ``.npy``: float arrays are metres
-    (0, NaN, Inf invalid); integer arrays are scaled like PNGs.
+    (0, NaN, Inf invalid; multiplied by ``depth_scale`` when it is > 0); integer arrays are
+    scaled like PNGs.  (H, W, 1) arrays are accepted.
 
     Raises:
-        CliError: unreadable file, not 2-D, or 8-bit (lossy / no range) depth.
+        CliError: unreadable file, several differing channels, or 8-bit (lossy / no range) depth.
     """
-    import cv2
+    from .depth_files import DepthFileError, load_depth_file
 
-    path = Path(path)
-    if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise CliError(f"cannot read depth {path}: {exc}") from exc
-    else:
-        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if arr is None:
-            raise CliError(f"cannot read depth {path}")
-    arr = np.asarray(arr)
-    if arr.ndim != 2:
-        raise CliError(f"depth {path} must be single-channel, got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        raise CliError(f"depth {path} is 8-bit: refusing lossy depth (use 16-bit millimetres or float metres)")
-    if np.issubdtype(arr.dtype, np.integer):
-        scale = depth_scale if depth_scale > 0 else 0.001
-        depth = arr.astype(np.float32) * np.float32(scale)
-        depth[arr == 0] = np.nan
-    else:
-        depth = arr.astype(np.float32)
-        if depth_scale > 0:
-            depth *= np.float32(depth_scale)
-        depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-    return depth
+    try:
+        return load_depth_file(path, depth_scale if depth_scale > 0 else None, scale_float=True)
+    except DepthFileError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def parse_intrinsics(text: str) -> np.ndarray:
@@ -129,7 +110,7 @@ def _detect(args: argparse.Namespace) -> int:
         LOG.warning("--depth without --intrinsics: no 3D positions")
     if K is not None and depth is None:
         LOG.warning("--intrinsics without --depth: no 3D positions")
-    detector = Detector(config)
+    detector = Detector(config.detector)
     result = detector.detect(rgb, args.command, depth=depth, K=K)
     for note in result.notes:
         LOG.warning(note)

@@ -30,9 +30,23 @@ Sources:
   them as OpenCV's default) they are read as BGR / BGRA.
 * depth units: REP 118 "Depth Images" -- ``32FC1`` in metres, ``16UC1`` in
   millimetres; 0 (and for floats NaN/Inf) marks "no measurement".
-* ``yuv422`` is UYVY and ``yuv422_yuy2`` is YUYV (image_encodings.hpp);
-  converted with ``cv2.COLOR_YUV2RGB_UYVY`` / ``cv2.COLOR_YUV2RGB_YUY2``
-  (OpenCV BT.601 limited range).
+* YUV (image_encodings.hpp; byte layouts from the Linux V4L2 pixel-format pages it cites),
+  all 8-bit, converted by OpenCV with BT.601 limited-range coefficients:
+
+  - ``uyvy`` (deprecated alias ``yuv422``) and ``yuyv`` (deprecated ``yuv422_yuy2``): packed
+    4:2:2, 2 bytes per pixel (``U0 Y0 V0 Y1`` / ``Y0 U0 Y1 V0``), ``step >= 2 * width``;
+    ``cv2.COLOR_YUV2RGB_UYVY`` / ``cv2.COLOR_YUV2RGB_YUY2``; the width must be even;
+  - ``nv12`` / ``nv21``: 4:2:0 semi-planar, a Y plane of ``height`` rows then an
+    interleaved ``UV`` (nv12) / ``VU`` (nv21) plane of ``height / 2`` rows, each row
+    ``width`` bytes padded to ``step``; ``len(data) == step * height * 3 / 2``
+    (``getHeightScaling`` 1.5); ``cv2.COLOR_YUV2RGB_NV12`` / ``_NV21``; width and height
+    must be even;
+  - ``nv24``: 4:4:4 semi-planar, a Y plane (``height`` rows of ``width`` bytes padded to
+    ``step``) then a full-resolution interleaved ``UV`` plane (``height`` rows of
+    ``2 * width`` bytes padded to ``2 * step``); ``len(data) == 3 * step * height``.
+    OpenCV has no NV24 code: each pixel is expanded to a 2x2 block, which makes a valid
+    NV12 image of twice the size with the NV24 UV plane unchanged, converted with
+    ``COLOR_YUV2RGB_NV12`` and subsampled back (the same coefficients as nv12, exactly).
 * Bayer: ROS names give the 2x2 pattern starting at the top-left pixel
   (``bayer_rggb8``: row 0 = R G, row 1 = G B).  OpenCV's historical
   ``COLOR_Bayer<XY>2RGB`` names are offset from that (they name the second row's
@@ -41,16 +55,8 @@ Sources:
   and verified in the tests with hand-built pure-colour mosaics
   (OpenCV >= 5 also has the explicit aliases ``COLOR_BayerRGGB2RGB`` etc. with the
   same numeric values).
-* compressed images: ``image_transport_plugins`` --
-  ``compressed_image_transport`` (format ``"<enc>; jpeg compressed bgr8"`` /
-  ``"<enc>; png compressed mono16"``; older publishers just ``"jpeg"``/``"png"``)
-  and ``compressed_depth_image_transport`` (format
-  ``"<enc>; compressedDepth png"``; the data starts with a 12-byte
-  ``ConfigHeader`` {int32 format, float32 depthQuantA, float32 depthQuantB},
-  then a 16-bit PNG.  For ``16UC1`` the PNG holds raw millimetres; for
-  ``32FC1`` it holds quantised inverse depth ``v`` with
-  ``depth = depthQuantA / (v - depthQuantB)`` and ``v == 0`` meaning invalid,
-  see ``compressed_depth_image_transport/src/codec.cpp``).
+* compressed images: see :mod:`clip_perception.compressed` (``decode_compressed``,
+  ``decode_compressed_depth``, re-exported here).
 """
 
 from __future__ import annotations
@@ -58,7 +64,6 @@ from __future__ import annotations
 import array
 import math
 import numbers
-import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -78,8 +83,7 @@ __all__ = [
     "decode_compressed_depth",
     "image_fields_from_rgb",
     "image_fields_from_depth",
-    "rgb_to_image_fields",
-    "depth_to_image_fields",
+    "stamp_to_ns",
 ]
 
 
@@ -90,16 +94,6 @@ class ImageDecodeError(ValueError):
 #: Largest accepted ``height`` / ``width`` (OpenCV uses int32 sizes).
 MAX_DIMENSION = 2**31 - 1
 
-#: Largest pixel count a compressed image's header may announce (checked before
-#: decoding so corrupt headers cannot make OpenCV allocate gigabytes);
-#: 2**26 = 67 M pixels, more than an 8K frame.
-MAX_COMPRESSED_PIXELS = 2**26
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JPEG_SIGNATURE = b"\xff\xd8\xff"
-# compressed_depth_image_transport ConfigHeader: int32 enum + float32[2], native
-# (little-endian on every ROS platform).
-_CDEPTH_HEADER = struct.Struct("<iff")
 
 
 # ---------------------------------------------------------------------------
@@ -144,15 +138,22 @@ def _bayer(code: int) -> Callable[[np.ndarray], np.ndarray]:
     return convert
 
 
-def _yuv422(code: int) -> Callable[[np.ndarray], np.ndarray]:
+def _yuv(code: int) -> Callable[[np.ndarray], np.ndarray]:
+    """OpenCV YUV -> RGB: packed 4:2:2 ``a`` is (H, W, 2); NV12 / NV21 ``a`` is (H * 3 / 2, W, 1),
+    the Y rows then the interleaved chroma rows (even width checked by :func:`_raw_pixels`)."""
+
     def convert(a: np.ndarray) -> np.ndarray:
-        if a.shape[1] % 2:
-            raise ImageDecodeError(
-                f"width: YUV 4:2:2 needs an even width (two pixels share U/V), got {a.shape[1]}"
-            )
-        return cv2.cvtColor(np.ascontiguousarray(a), code)
+        return cv2.cvtColor(np.ascontiguousarray(a if a.shape[2] > 1 else a[..., 0]), code)
 
     return convert
+
+
+def _nv24(a: np.ndarray) -> np.ndarray:
+    """NV24: ``a`` is (3 * H, W, 1): H rows of Y, then the (H, 2 W) UV plane as 2 H rows of W."""
+    h = a.shape[0] // 3
+    y, uv = a[:h, :, 0], a[h:, :, 0].reshape(h, -1)
+    nv12 = np.concatenate([np.repeat(np.repeat(y, 2, axis=0), 2, axis=1), uv], axis=0)
+    return cv2.cvtColor(np.ascontiguousarray(nv12), cv2.COLOR_YUV2RGB_NV12)[::2, ::2]
 
 
 @dataclass(frozen=True)
@@ -160,15 +161,20 @@ class _Encoding:
     """One row of the encoding table.
 
     dtype: element type of one channel in the buffer (before endianness).
-    channels: elements per pixel in the buffer (YUV 4:2:2: 2 bytes per pixel).
+    channels: elements per pixel in the buffer (YUV 4:2:2: 2 bytes per pixel; semi-planar
+        YUV: 1, the Y plane).
     to_rgb: converter to RGB uint8, or None when not a colour encoding.
     depth_scale: metres per raw unit for depth encodings, or None.
+    planar: semi-planar YUV: ``"420"`` (nv12 / nv21) or ``"444"`` (nv24), else None.
+    even_width: pixels share chroma horizontally (4:2:2, 4:2:0): an odd width is refused.
     """
 
     dtype: np.dtype
     channels: int
     to_rgb: Optional[Callable[[np.ndarray], np.ndarray]]
     depth_scale: Optional[float] = None
+    planar: Optional[str] = None
+    even_width: bool = False
 
     @property
     def bytes_per_pixel(self) -> int:
@@ -205,8 +211,13 @@ ENCODINGS: dict[str, _Encoding] = {
     "8UC4": _Encoding(_U8, 4, _bgr),
     "16UC1": _Encoding(_U16, 1, None, depth_scale=0.001),  # REP 118: millimetres
     "32FC1": _Encoding(_F32, 1, None, depth_scale=1.0),  # REP 118: metres
-    "yuv422": _Encoding(_U8, 2, _yuv422(cv2.COLOR_YUV2RGB_UYVY)),  # UYVY
-    "yuv422_yuy2": _Encoding(_U8, 2, _yuv422(cv2.COLOR_YUV2RGB_YUY2)),  # YUYV
+    "uyvy": _Encoding(_U8, 2, _yuv(cv2.COLOR_YUV2RGB_UYVY), even_width=True),
+    "yuv422": _Encoding(_U8, 2, _yuv(cv2.COLOR_YUV2RGB_UYVY), even_width=True),  # deprecated: uyvy
+    "yuyv": _Encoding(_U8, 2, _yuv(cv2.COLOR_YUV2RGB_YUY2), even_width=True),
+    "yuv422_yuy2": _Encoding(_U8, 2, _yuv(cv2.COLOR_YUV2RGB_YUY2), even_width=True),  # deprecated: yuyv
+    "nv12": _Encoding(_U8, 1, _yuv(cv2.COLOR_YUV2RGB_NV12), planar="420", even_width=True),
+    "nv21": _Encoding(_U8, 1, _yuv(cv2.COLOR_YUV2RGB_NV21), planar="420", even_width=True),
+    "nv24": _Encoding(_U8, 1, _nv24, planar="444"),
 }
 for _pattern, _code in _BAYER.items():
     ENCODINGS[f"bayer_{_pattern}8"] = _Encoding(_U8, 1, _bayer(_code))
@@ -326,12 +337,18 @@ def _raw_pixels(msg: Any) -> tuple[str, _Encoding, np.ndarray]:
 
     if height == 0 or width == 0:
         raise ImageDecodeError(f"empty image: height={height}, width={width}")
+    if spec.even_width and width % 2:
+        raise ImageDecodeError(
+            f"width: {name!r} needs an even width (two pixels share U/V), got {width}"
+        )
     row_bytes = width * spec.bytes_per_pixel
     if step < row_bytes:
         raise ImageDecodeError(
             f"step: {step} < width * bytes per pixel = {width} * {spec.bytes_per_pixel} "
             f"= {row_bytes} for encoding {name!r}"
         )
+    if spec.planar is not None:
+        return name, spec, _semi_planar(name, spec, data, height, width, step)
     if data.size != step * height:
         raise ImageDecodeError(
             f"data: length {data.size} != step * height = {step} * {height} = {step * height}"
@@ -341,6 +358,26 @@ def _raw_pixels(msg: Any) -> tuple[str, _Encoding, np.ndarray]:
     dtype = spec.dtype.newbyteorder(">" if big else "<") if spec.dtype.itemsize > 1 else spec.dtype
     pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, spec.channels)
     return name, spec, pixels.astype(spec.dtype, copy=True)  # native order, own copy
+
+
+def _semi_planar(name: str, spec: _Encoding, data: np.ndarray, height: int, width: int, step: int) -> np.ndarray:
+    """Y plane + interleaved chroma plane (module docstring) -> (rows, W, 1) uint8 copy without
+    padding: nv12 / nv21 ``H + H / 2`` rows, nv24 ``3 H`` rows (the UV plane as 2 rows per line)."""
+    if spec.planar == "420":
+        if height % 2:
+            raise ImageDecodeError(f"height: {name!r} needs an even height (4:2:0 chroma rows), got {height}")
+        c_rows, c_step, c_bytes = height // 2, step, width
+    else:
+        c_rows, c_step, c_bytes = height, 2 * step, 2 * width
+    expected = step * height + c_step * c_rows
+    if data.size != expected:
+        raise ImageDecodeError(
+            f"data: length {data.size} != Y plane step * height + chroma plane {c_step} * {c_rows} "
+            f"= {step} * {height} + {c_step * c_rows} = {expected} for encoding {name!r}"
+        )
+    y = data[: step * height].reshape(height, step)[:, :width]
+    c = data[step * height :].reshape(c_rows, c_step)[:, :c_bytes].reshape(-1, width)
+    return np.concatenate([y, c], axis=0)[..., None]
 
 
 def _resolve_scale(depth_scale: Optional[float], default: float) -> float:
@@ -383,12 +420,14 @@ def decode_image(msg: Any) -> np.ndarray:
         (H, W, 3) uint8 RGB, C-contiguous copy.  Grey encodings are replicated
         to 3 channels; 16-bit data keeps the high byte (``v >> 8``); alpha is
         dropped (colours kept even where alpha is 0); Bayer is demosaiced
-        (bilinear, OpenCV), YUV 4:2:2 converted with BT.601 (OpenCV).
+        (bilinear, OpenCV), YUV (4:2:2 packed, NV12 / NV21 / NV24 semi-planar) converted
+        with BT.601 limited range (OpenCV); see the module docstring for the layouts.
 
     Raises:
         ImageDecodeError: unknown or depth-only encoding (``16UC1``, ``32FC1``),
             empty image, ``step`` smaller than a row, ``len(data) != step *
-            height``, odd width for YUV 4:2:2, unreadable ``data``.
+            height`` (for NV12 / NV21 ``step * height * 3 / 2``, NV24 ``3 * step * height``),
+            odd width for YUV 4:2:2 / 4:2:0, odd height for 4:2:0, unreadable ``data``.
     """
     name, spec, pixels = _raw_pixels(msg)
     if spec.to_rgb is None:
@@ -426,220 +465,6 @@ def decode_depth(msg: Any, depth_scale: Optional[float] = None) -> np.ndarray:
             f"encoding: {name!r} is not a depth encoding; expected one of {sorted(DEPTH_ENCODINGS)}"
         )
     return _depth_from_raw(pixels[..., 0], _resolve_scale(depth_scale, spec.depth_scale))
-
-
-# ---------------------------------------------------------------------------
-# CompressedImage messages
-# ---------------------------------------------------------------------------
-
-
-def _compressed_fields(msg: Any) -> tuple[str, np.ndarray]:
-    fmt = _str_field(msg, "format")
-    data = _bytes_view(_field(msg, "data"))
-    if data.size == 0:
-        raise ImageDecodeError("data: empty compressed image")
-    return fmt, data
-
-
-def _sniff(data: np.ndarray, offset: int = 0) -> Optional[str]:
-    head = data[offset : offset + 8].tobytes()
-    if head.startswith(_PNG_SIGNATURE):
-        return "png"
-    if head.startswith(_JPEG_SIGNATURE):
-        return "jpeg"
-    return None
-
-
-def _announced_size(data: np.ndarray, codec: str) -> Optional[tuple[int, int]]:
-    """(height, width) from a PNG IHDR / JPEG SOF header, or None if not found."""
-    buf = data.tobytes() if data.size < 65536 else data[:65536].tobytes()
-    if codec == "png":
-        if len(buf) < 24 or buf[12:16] != b"IHDR":
-            return None
-        width, height = struct.unpack(">II", buf[16:24])
-        return height, width
-    i = 2  # JPEG: walk the marker segments up to start-of-scan
-    while i + 4 <= len(buf):
-        if buf[i] != 0xFF:
-            return None
-        marker = buf[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        length = (buf[i + 2] << 8) | buf[i + 3]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if i + 9 > len(buf):
-                return None
-            height, width = struct.unpack(">HH", buf[i + 5 : i + 9])
-            return height, width
-        if marker == 0xDA or length < 2:
-            return None
-        i += 2 + length
-    return None
-
-
-def _imdecode(data: np.ndarray, codec: str) -> np.ndarray:
-    size = _announced_size(data, codec)
-    if size is not None and size[0] * size[1] > MAX_COMPRESSED_PIXELS:
-        raise ImageDecodeError(
-            f"data: {codec} header announces {size[1]}x{size[0]} pixels, more than "
-            f"MAX_COMPRESSED_PIXELS={MAX_COMPRESSED_PIXELS}"
-        )
-    try:
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:
-        raise ImageDecodeError(f"data: corrupt {codec} data ({exc})") from None
-    if img is None or img.size == 0:
-        raise ImageDecodeError(f"data: corrupt or truncated {codec} data (OpenCV imdecode failed)")
-    return img
-
-
-def _format_encoding(fmt: str) -> Optional[str]:
-    """Encoding named before ';' in a CompressedImage format ("rgb8; jpeg ..."), if any.
-
-    A format without ';' is an encoding only when it is a known encoding name
-    (very old compressedDepth publishers wrote just e.g. "16UC1").
-    """
-    if ";" not in fmt:
-        return _BY_FOLDED.get(fmt.strip().casefold())
-    prefix = fmt.split(";", 1)[0].strip()
-    name = _BY_FOLDED.get(prefix.casefold())
-    return name if name is not None else (prefix or None)
-
-
-def decode_compressed(msg: Any) -> np.ndarray:
-    """Decode a colour ``sensor_msgs/CompressedImage`` (JPEG or PNG) to RGB.
-
-    Args:
-        msg: object with ``format`` (e.g. ``"jpeg"``, ``"png"``,
-            ``"rgb8; jpeg compressed bgr8"``, ``"mono8; png compressed mono8"``;
-            image_transport_plugins compressed_image_transport) and ``data``
-            (JPEG/PNG bytes).  The codec is taken from the data's magic bytes.
-
-    Returns:
-        (H, W, 3) uint8 RGB, C-contiguous.  OpenCV decodes to BGR(A) order,
-        which is swapped to RGB unless the format says ``"compressed rgb..."``;
-        grey is replicated; 16-bit PNG keeps the high byte; alpha is dropped.
-
-    Raises:
-        ImageDecodeError: empty/corrupt/truncated data, data neither JPEG nor
-            PNG, a depth image (format ``16UC1``/``32FC1``/``compressedDepth``:
-            use :func:`decode_compressed_depth`).
-    """
-    fmt, data = _compressed_fields(msg)
-    enc = _format_encoding(fmt)
-    if "compresseddepth" in fmt.casefold() or enc in ("16UC1", "32FC1"):
-        raise ImageDecodeError(
-            f"format: {fmt!r} is a depth image; use decode_compressed_depth()"
-        )
-    codec = _sniff(data)
-    if codec is None:
-        raise ImageDecodeError(f"data: not JPEG or PNG data (format {fmt!r})")
-    img = _imdecode(data, codec)
-    if img.dtype not in (np.uint8, np.uint16):
-        raise ImageDecodeError(f"data: unsupported {codec} sample type {img.dtype}")
-    rgb_order = "compressed rgb" in fmt.casefold()
-    if img.ndim == 2 or img.shape[2] in (1, 2):
-        img2 = img if img.ndim == 2 else img[..., 0]
-        return np.ascontiguousarray(_grey(img2[..., None]))
-    if img.shape[2] not in (3, 4):
-        raise ImageDecodeError(f"data: unsupported channel count {img.shape[2]}")
-    rgb = _rgb(img) if rgb_order else _bgr(img)
-    return np.ascontiguousarray(rgb, dtype=np.uint8)
-
-
-def _decoded_depth_png(png: np.ndarray, what: str) -> np.ndarray:
-    img = _imdecode(png, "png")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    if img.ndim != 2:
-        raise ImageDecodeError(f"data: {what} PNG has {img.shape[2]} channels; depth needs 1")
-    if img.dtype != np.uint16:
-        raise ImageDecodeError(
-            f"data: {what} PNG is {img.dtype} ({img.dtype.itemsize * 8}-bit); 8-bit depth is "
-            "lossy (quantised), refusing it -- publish 16UC1 or 32FC1 depth"
-        )
-    return img
-
-
-def decode_compressed_depth(msg: Any, depth_scale: Optional[float] = None) -> np.ndarray:
-    """Decode a compressed depth ``sensor_msgs/CompressedImage`` to metres.
-
-    Supported (image_transport_plugins):
-
-    * compressed_image_transport PNG: format ``"16UC1; png compressed"`` (any
-      suffix) or plain ``"png"``; a 16-bit single-channel PNG in millimetres.
-    * compressed_depth_image_transport: format ``"16UC1; compressedDepth png"``
-      or ``"32FC1; compressedDepth png"`` (``"...; compressedDepth"`` in older
-      releases): 12-byte ConfigHeader (little-endian int32 format, float32
-      depthQuantA, float32 depthQuantB) then a 16-bit PNG.  16UC1: millimetres.
-      32FC1: inverse depth ``v``, ``depth = depthQuantA / (v - depthQuantB)``
-      metres, ``v == 0`` invalid.  A header is also recognised by the PNG
-      signature at byte 12 when the format string does not say so.
-
-    Args:
-        msg: object with ``format`` and ``data``.
-        depth_scale: metres per raw unit for 16-bit millimetre PNGs
-            (``None`` or 0 = 0.001); not applied to the 32FC1 inverse-depth form.
-
-    Returns:
-        (H, W) float32 metres, C-contiguous, invalid pixels NaN.
-
-    Raises:
-        ImageDecodeError: lossy depth (JPEG, 8-bit PNG), RVL compressedDepth
-            (unsupported), colour PNG, missing/short header, corrupt data,
-            unsupported encoding in the format string.
-    """
-    fmt, data = _compressed_fields(msg)
-    folded = fmt.casefold()
-    enc = _format_encoding(fmt)
-    if enc is not None and enc not in DEPTH_ENCODINGS:
-        raise ImageDecodeError(
-            f"format: encoding {enc!r} is not a depth encoding ({sorted(DEPTH_ENCODINGS)})"
-        )
-    if "rvl" in folded:
-        raise ImageDecodeError(f"format: RVL compressedDepth is not supported ({fmt!r})")
-    if "jpeg" in folded or "jpg" in folded or _sniff(data) == "jpeg":
-        raise ImageDecodeError(
-            f"format: JPEG depth ({fmt!r}) is lossy 8-bit; refusing it -- use png / compressedDepth"
-        )
-
-    has_header = "compresseddepth" in folded or (
-        _sniff(data) is None and _sniff(data, _CDEPTH_HEADER.size) == "png"
-    )
-    if not has_header:
-        if _sniff(data) != "png":
-            raise ImageDecodeError(f"data: not PNG data (format {fmt!r})")
-        if enc == "32FC1":
-            raise ImageDecodeError("format: '32FC1' PNG without a compressedDepth header")
-        raw = _decoded_depth_png(data, "depth")
-        return _depth_from_raw(raw, _resolve_scale(depth_scale, 0.001))
-
-    if data.size <= _CDEPTH_HEADER.size:
-        raise ImageDecodeError(
-            f"data: {data.size} bytes, too short for the {_CDEPTH_HEADER.size}-byte "
-            "compressedDepth header plus PNG"
-        )
-    _fmt_enum, quant_a, quant_b = _CDEPTH_HEADER.unpack(data[: _CDEPTH_HEADER.size].tobytes())
-    png = data[_CDEPTH_HEADER.size :]
-    if _sniff(png) != "png":
-        raise ImageDecodeError("data: no PNG after the 12-byte compressedDepth header")
-    raw = _decoded_depth_png(png, "compressedDepth")
-    if enc == "32FC1":
-        if not (math.isfinite(quant_a) and math.isfinite(quant_b)):
-            raise ImageDecodeError(
-                f"data: compressedDepth header has non-finite depthQuantA/B ({quant_a}, {quant_b})"
-            )
-        # Same float32 arithmetic as compressed_depth_image_transport codec.cpp.
-        v = raw.astype(np.float32)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            depth = np.float32(quant_a) / (v - np.float32(quant_b))
-        depth[raw == 0] = np.nan
-        return _depth_from_raw(depth, 1.0)
-    return _depth_from_raw(raw, _resolve_scale(depth_scale, 0.001))
 
 
 # ---------------------------------------------------------------------------
@@ -733,6 +558,12 @@ def image_fields_from_depth(
     }
 
 
-# Names used in the module contract (/tmp/contract.md).
-rgb_to_image_fields = image_fields_from_rgb
-depth_to_image_fields = image_fields_from_depth
+def stamp_to_ns(stamp: Any) -> int:
+    """``builtin_interfaces/Time``-like (fields ``sec``, ``nanosec``) -> integer nanoseconds
+    ``sec * 1_000_000_000 + nanosec`` (the one copy; :mod:`clip_perception.messages`
+    re-exports it with :func:`~clip_perception.messages.ns_to_stamp`, the inverse)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+# The compressed half lives in its own module; re-exported so ``decode`` stays the one entry point.
+from .compressed import MAX_COMPRESSED_PIXELS, decode_compressed, decode_compressed_depth  # noqa: E402

@@ -1,4 +1,6 @@
-"""3D geometry from a depth image and pinhole intrinsics (ROS-free).
+"""3D geometry of a detection from a depth image and pinhole intrinsics (ROS-free).
+
+The camera model (K, distortion, back-projection) lives in :mod:`clip_perception.camera`.
 
 Conventions (shared with the rest of the library, see ``types.py``):
 
@@ -25,17 +27,13 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
+from .boxes import pixel_ranges
+from .camera import pixel_to_point, valid_intrinsics
+
 __all__ = [
     "BoxGeometry",
-    "pixel_to_point",
-    "valid_intrinsics",
     "box_center",
     "box_position",
-    "depth_aligned",
-    "check_depth_aligned",
-    "backproject_depth",
-    "scale_intrinsics",
-    "subsample_intrinsics",
 ]
 
 
@@ -67,163 +65,11 @@ class BoxGeometry:
         yield self.size
 
 
-def valid_intrinsics(K) -> bool:
-    """True when ``K`` is a usable pinhole matrix.
-
-    Args:
-        K: array-like of 9 numbers ((3, 3) or flat), or None.
-
-    Returns:
-        False for None, wrong size, any NaN/Inf, or ``fx <= 0`` / ``fy <= 0``
-        (so the all-zero ``CameraInfo.k`` of an uncalibrated camera is invalid).
-    """
-    if K is None:
-        return False
-    try:
-        k = np.asarray(K, dtype=np.float64)
-    except (TypeError, ValueError):
-        return False
-    if k.size != 9:
-        return False
-    k = k.reshape(3, 3)
-    if not np.all(np.isfinite(k)):
-        return False
-    return bool(k[0, 0] > 0.0 and k[1, 1] > 0.0)
-
-
-def _as_K(K) -> np.ndarray:
-    if not valid_intrinsics(K):
-        raise ValueError(f"invalid intrinsics K (need finite 3x3 with fx, fy > 0): {K!r}")
-    return np.asarray(K, dtype=np.float64).reshape(3, 3)
-
-
-def pixel_to_point(u, v, z, K) -> np.ndarray:
-    """Back-project pixel ``(u, v)`` at depth ``z`` to a 3D point.
-
-    Pinhole model (Hartley & Zisserman eq. 6.1), REP 103 optical frame:
-    ``X = (u - cx) * Z / fx``, ``Y = (v - cy) * Z / fy``, ``Z = z``.
-    The skew term ``K[0, 1]`` is ignored (0 for ROS cameras).
-
-    Args:
-        u, v: pixel coordinates (column, row), pixel centres at integers;
-            scalars or broadcastable arrays.
-        z: depth along the optical axis, metres (scalar or array).
-        K: (3, 3) intrinsics.
-
-    Returns:
-        (3,) float64 metres for scalar input, ``(..., 3)`` for array input.
-
-    Raises:
-        ValueError: ``K`` invalid (see :func:`valid_intrinsics`).
-    """
-    k = _as_K(K)
-    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
-    u = np.asarray(u, dtype=np.float64)
-    v = np.asarray(v, dtype=np.float64)
-    z = np.asarray(z, dtype=np.float64)
-    x = (u - cx) * z / fx
-    y = (v - cy) * z / fy
-    x, y, z = np.broadcast_arrays(x, y, z)
-    return np.stack([x, y, z], axis=-1).astype(np.float64)
-
-
-def backproject_depth(depth: np.ndarray, K) -> np.ndarray:
-    """Back-project a whole depth image to an organised point image.
-
-    Args:
-        depth: (H, W) float metres, non-finite = invalid (stays NaN).
-        K: (3, 3) intrinsics of this depth image.
-
-    Returns:
-        (H, W, 3) float32 points in metres (REP 103 optical frame); NaN where
-        the depth is invalid.
-
-    Raises:
-        ValueError: ``K`` invalid or ``depth`` not 2-D.
-    """
-    k = _as_K(K)
-    d = np.asarray(depth, dtype=np.float32)
-    if d.ndim != 2:
-        raise ValueError(f"depth must be (H, W), got shape {d.shape}")
-    h, w = d.shape
-    d = np.where(np.isfinite(d) & (d > 0), d, np.nan).astype(np.float32)
-    xs = ((np.arange(w, dtype=np.float32) - np.float32(k[0, 2])) / np.float32(k[0, 0]))[None, :]
-    ys = ((np.arange(h, dtype=np.float32) - np.float32(k[1, 2])) / np.float32(k[1, 1]))[:, None]
-    out = np.empty((h, w, 3), dtype=np.float32)
-    out[..., 0] = xs * d
-    out[..., 1] = ys * d
-    out[..., 2] = d
-    return out
-
-
-def scale_intrinsics(K, sx: float, sy: float) -> np.ndarray:
-    """Intrinsics of an image resized (``cv2.resize``) by ``sx`` (width) and ``sy`` (height).
-
-    With pixel centres at integers, a resize maps ``u' + 0.5 = (u + 0.5) * sx``,
-    so ``fx' = fx * sx`` and ``cx' = (cx + 0.5) * sx - 0.5`` (same for y).
-
-    Returns:
-        (3, 3) float64.
-
-    Raises:
-        ValueError: ``K`` invalid.
-    """
-    k = _as_K(K).copy()
-    k[0, 0] *= sx
-    k[1, 1] *= sy
-    k[0, 1] *= sx
-    k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
-    k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
-    return k
-
-
-def subsample_intrinsics(K, step: int) -> np.ndarray:
-    """Intrinsics of ``img[::step, ::step]`` (pixel ``u' = u / step`` exactly):
-    ``fx' = fx / step``, ``cx' = cx / step`` (same for y).
-
-    Returns:
-        (3, 3) float64.
-
-    Raises:
-        ValueError: ``K`` invalid or ``step < 1``.
-    """
-    if int(step) < 1:
-        raise ValueError(f"step must be >= 1, got {step}")
-    k = _as_K(K).copy()
-    k[:2, :] /= float(int(step))
-    return k
-
-
 def box_center(box) -> Tuple[float, float]:
     """Centre ``(u, v)`` of an exclusive-edge ``[x1, y1, x2, y2]`` box in the
     pixel-centre-at-integer convention: ``((x1 + x2 - 1) / 2, (y1 + y2 - 1) / 2)``."""
     x1, y1, x2, y2 = (float(c) for c in np.asarray(box, dtype=np.float64).reshape(4))
     return (x1 + x2 - 1.0) / 2.0, (y1 + y2 - 1.0) / 2.0
-
-
-def depth_aligned(rgb_shape, depth_shape) -> bool:
-    """True when a depth image can be indexed with colour-image pixels.
-
-    Only the (H, W) of both shapes are compared; a registered
-    (``aligned_depth_to_color``) depth has the colour image's resolution.
-    Returns False for missing/short shapes.
-    """
-    if rgb_shape is None or depth_shape is None:
-        return False
-    if len(rgb_shape) < 2 or len(depth_shape) < 2:
-        return False
-    return tuple(int(s) for s in rgb_shape[:2]) == tuple(int(s) for s in depth_shape[:2])
-
-
-#: Contract name (``check_depth_aligned``) for :func:`depth_aligned`.
-check_depth_aligned = depth_aligned
-
-
-def _pixel_range(lo: float, hi: float, n: int) -> Tuple[int, int]:
-    """Integer pixel index range [a, b) covered by exclusive edges lo..hi, clamped to [0, n]."""
-    a = int(np.floor(lo + 0.5))  # round half up, as Detection.roi does (for positive values)
-    b = int(np.floor(hi + 0.5))
-    return max(0, min(n, a)), max(0, min(n, b))
 
 
 def box_position(
@@ -238,8 +84,9 @@ def box_position(
     """Robust 3D position and size of the object in ``box``.
 
     Method:
-      1. Round the box to whole pixels (``round(x1) .. round(x2) - 1``),
-         clamped to the image.
+      1. Round the box to whole pixels with the rounding rule of ``boxes.py``
+         (columns ``round(x1) .. round(x2) - 1``, halves to even;
+         ``boxes.pixel_ranges``), clamped to the image.
       2. Without ``mask``: seed depth = median of the valid depths in the
          central ``inner_fraction`` (per axis) of the box — the part least
          likely to be background; if that part has no valid depth, the whole
@@ -296,8 +143,7 @@ def box_position(
     if not np.all(np.isfinite(b)):
         return None
     h, w = d.shape
-    xa, xb = _pixel_range(b[0], b[2], w)
-    ya, yb = _pixel_range(b[1], b[3], h)
+    xa, ya, xb, yb = (int(v) for v in pixel_ranges(b, w, h)[0])
     if xb <= xa or yb <= ya:
         return None
 

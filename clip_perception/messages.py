@@ -17,8 +17,13 @@ Conversions:
   :func:`clip_perception.visualize.draw_result`;
 * :func:`to_detection2d_array` — ``vision_msgs/Detection2DArray`` (Humble+ layout) when
   ``vision_msgs`` is importable (:data:`HAVE_VISION_MSGS`), else ``None``;
-* :func:`camera_info_to_K`, :func:`camera_info_K_for_image`, :func:`stamp_to_ns`, :func:`ns_to_stamp`,
-  :func:`stamp_is_zero`.
+* builders of the camera-side messages (the one copy; used by the sim camera, replay and
+  :mod:`clip_perception.tools.feed`): :func:`rgb_to_image_msg`, :func:`depth_to_image_msg`,
+  :func:`rgb_to_compressed_msg`, :func:`camera_info_msg`;
+* stamps: :func:`stamp_to_ns`, :func:`ns_to_stamp`, :func:`stamp_is_zero`;
+* CameraInfo -> K / camera model: :func:`camera_info_to_K`, :func:`camera_info_K_for_image` and
+  :func:`camera_info_to_model`, defined ROS-free in :mod:`clip_perception.camera` (duck-typed
+  fields) and re-exported here.
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ from typing import Optional
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
-from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from clip_perception.msg import TargetDetection, TargetDetectionArray
 
+from .camera import camera_info_K_for_image, camera_info_to_K, camera_info_to_model  # re-exported (ROS-free)
+from .decode import image_fields_from_depth, image_fields_from_rgb
 from .types import Detection
 
 try:  # optional: vision_msgs is not a dependency (absent from the pip wheels)
@@ -53,11 +60,15 @@ __all__ = [
     "copy_header",
     "camera_info_to_K",
     "camera_info_K_for_image",
+    "camera_info_to_model",
     "detection_to_msg",
     "to_detection_array",
     "to_pose",
     "to_markers",
     "rgb_to_image_msg",
+    "depth_to_image_msg",
+    "rgb_to_compressed_msg",
+    "camera_info_msg",
     "to_debug_image",
     "to_detection2d_array",
 ]
@@ -75,7 +86,8 @@ def stamp_to_ns(stamp) -> int:
 
 
 def ns_to_stamp(ns: int) -> Time:
-    """Integer nanoseconds (>= 0) -> ``builtin_interfaces/Time``."""
+    """Integer nanoseconds (>= 0) -> ``builtin_interfaces/Time`` (``sec = ns // 1e9``,
+    ``nanosec = ns % 1e9``, so ``nanosec`` is always in [0, 1e9))."""
     ns = int(ns)
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
@@ -88,57 +100,6 @@ def stamp_is_zero(stamp) -> bool:
 def copy_header(header: Header) -> Header:
     """An independent copy of ``header`` (stamp and frame_id unchanged)."""
     return Header(stamp=Time(sec=header.stamp.sec, nanosec=header.stamp.nanosec), frame_id=header.frame_id)
-
-
-def camera_info_to_K(msg: CameraInfo) -> Optional[np.ndarray]:
-    """``CameraInfo.k`` as a (3, 3) float64 matrix, or ``None`` when it is unusable
-    (all zero — an uncalibrated camera —, non-finite, or fx / fy <= 0)."""
-    from .geometry import valid_intrinsics
-
-    k = np.asarray(msg.k, dtype=np.float64)
-    if k.size != 9:
-        return None
-    k = k.reshape(3, 3)
-    return k if valid_intrinsics(k) else None
-
-
-def camera_info_K_for_image(msg: CameraInfo, width: int, height: int) -> tuple:
-    """``CameraInfo`` K for a colour image of ``width`` x ``height`` pixels.
-
-    ``msg.width`` / ``msg.height`` are the calibrated resolution (REP 104); a non-zero ``roi``
-    selects a window of it and ``binning_x`` / ``binning_y`` > 1 divide it.  The image must have
-    that size, else K does not describe its pixels (e.g. the camera switched resolution and the
-    CameraInfo paired with the frame is still the old one).  With an ROI or binning, K is
-    adjusted as ``image_geometry.PinholeCameraModel`` does: principal point minus the ROI offset,
-    then row 0 divided by ``binning_x`` and row 1 by ``binning_y``.  A CameraInfo whose width or
-    height is 0 states no size and is not checked.
-
-    Returns:
-        ``(K (3, 3) float64, "")``, or ``(None, reason)`` with the reason phrased to follow
-        "camera_info for TOPIC ...": no valid K, or the size mismatch ("describes 640x480
-        images but the image is 320x240").
-    """
-    K = camera_info_to_K(msg)
-    if K is None:
-        return None, "has no valid K (uncalibrated?)"
-    full_w, full_h = int(msg.width), int(msg.height)
-    if full_w <= 0 or full_h <= 0:
-        return K, ""
-    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
-    x0, y0, w, h = 0, 0, full_w, full_h
-    if int(msg.roi.width) > 0 and int(msg.roi.height) > 0:
-        x0, y0, w, h = int(msg.roi.x_offset), int(msg.roi.y_offset), int(msg.roi.width), int(msg.roi.height)
-    expected = (w // bx, h // by)
-    if expected != (int(width), int(height)):
-        return None, (f"describes {expected[0]}x{expected[1]} images but the image is {int(width)}x{int(height)}: "
-                      "its K does not apply")
-    if x0 or y0 or bx > 1 or by > 1:
-        K = K.copy()
-        K[0, 2] -= x0
-        K[1, 2] -= y0
-        K[0] /= bx
-        K[1] /= by
-    return K, ""
 
 
 # ------------------------------------------------------------------ detections
@@ -237,14 +198,89 @@ def to_markers(result, header: Header, ns: str = "clip_perception") -> MarkerArr
 
 
 # ------------------------------------------------------------------ images
-def rgb_to_image_msg(rgb: np.ndarray, header: Header) -> Image:
-    """(H, W, 3) uint8 RGB -> ``sensor_msgs/Image`` ``rgb8`` (step = 3 * width, no padding)."""
-    rgb = np.ascontiguousarray(rgb)
+def _image_msg(fields: dict, header: Optional[Header]) -> Image:
+    """``sensor_msgs/Image`` from :mod:`clip_perception.decode` field dicts (data as ``array('B')``,
+    which the generated setter takes without a per-byte check)."""
+    data = fields.pop("data")
+    msg = Image(header=copy_header(header) if header is not None else Header(), **fields)
+    msg.data = array.array("B", data)
+    return msg
+
+
+def rgb_to_image_msg(rgb: np.ndarray, header: Optional[Header] = None, encoding: str = "rgb8") -> Image:
+    """(H, W, 3) uint8 RGB -> ``sensor_msgs/Image`` (default ``rgb8``; also ``bgr8``, ``rgba8``,
+    ``bgra8``, ``mono8``), step = bytes per row without padding, header copied.
+
+    Raises:
+        ValueError: wrong shape / dtype or unsupported encoding
+            (:func:`clip_perception.decode.image_fields_from_rgb`).
+    """
+    return _image_msg(image_fields_from_rgb(rgb, encoding), header)
+
+
+def depth_to_image_msg(depth_m: np.ndarray, header: Optional[Header] = None, encoding: str = "32FC1") -> Image:
+    """(H, W) float depth in metres -> ``sensor_msgs/Image`` (REP 118), header copied.
+
+    ``32FC1``: little-endian float32 metres, invalid (NaN / Inf / <= 0) written as NaN.
+    ``16UC1``: uint16 millimetres (rounded), invalid and > 65.535 m written as 0.
+
+    Raises:
+        ValueError: wrong shape or unsupported encoding
+            (:func:`clip_perception.decode.image_fields_from_depth`).
+    """
+    return _image_msg(image_fields_from_depth(depth_m, encoding), header)
+
+
+def rgb_to_compressed_msg(rgb: np.ndarray, header: Optional[Header] = None, fmt: str = "jpeg",
+                          jpeg_quality: int = 95) -> CompressedImage:
+    """(H, W, 3) uint8 RGB -> ``sensor_msgs/CompressedImage`` as ``compressed_image_transport``
+    writes it: format ``"rgb8; jpeg compressed bgr8"`` or ``"rgb8; png compressed bgr8"``
+    (OpenCV ``imencode`` of the BGR image), header copied.
+
+    Raises:
+        ValueError: wrong shape / dtype, ``fmt`` not jpeg / png, encoder failure.
+    """
+    import cv2
+
+    rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-    msg = Image(header=copy_header(header), height=int(rgb.shape[0]), width=int(rgb.shape[1]),
-                encoding="rgb8", is_bigendian=0, step=int(rgb.shape[1] * 3))
-    msg.data = array.array("B", rgb.tobytes())
+    codec = str(fmt).lower()
+    if codec not in ("jpeg", "jpg", "png"):
+        raise ValueError(f"fmt must be 'jpeg' or 'png', got {fmt!r}")
+    codec = "jpeg" if codec == "jpg" else codec
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if codec == "jpeg" else []
+    ok, buf = cv2.imencode(".jpg" if codec == "jpeg" else ".png", np.ascontiguousarray(rgb[..., ::-1]), params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode the image as {codec}")
+    msg = CompressedImage(header=copy_header(header) if header is not None else Header(),
+                          format=f"rgb8; {codec} compressed bgr8")
+    msg.data = array.array("B", buf.tobytes())
+    return msg
+
+
+def camera_info_msg(K: np.ndarray, width: int, height: int, header: Optional[Header] = None, *,
+                    D: Optional[np.ndarray] = None, distortion_model: str = "plumb_bob") -> CameraInfo:
+    """``sensor_msgs/CameraInfo`` for a camera with intrinsics ``K`` (3, 3) pixels:
+    ``width`` x ``height`` pixels, R = I, P = [K | 0] (monocular, REP 104), ``d`` = ``D``
+    (default five zeros: an ideal pinhole, what a Gazebo camera reports), no ROI, no
+    binning; header copied.
+
+    Raises:
+        ValueError: K not 9 numbers.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    if K.size != 9:
+        raise ValueError(f"K must be (3, 3), got shape {K.shape}")
+    K = K.reshape(3, 3)
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    msg = CameraInfo(header=copy_header(header) if header is not None else Header(),
+                     width=int(width), height=int(height), distortion_model=str(distortion_model))
+    msg.d = [float(v) for v in (np.zeros(5) if D is None else np.asarray(D, dtype=np.float64).ravel())]
+    msg.k = K.ravel().copy()
+    msg.r = np.eye(3).ravel()
+    msg.p = P.ravel()
     return msg
 
 

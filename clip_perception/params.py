@@ -3,8 +3,17 @@
 The node declares its ROS 2 parameters from :data:`PARAMETERS` (name, type,
 default, description, range), the CLI reads the same YAML file
 (``config/clip_perception.yaml``) and takes ``--set NAME=VALUE`` overrides with
-the same names, and :class:`DetectorConfig` carries the validated values into
-the ROS-free pipeline.  Names are a contract used by launch files and tests.
+the same names.  Names are a contract used by launch files and tests.
+
+Each parameter belongs to one stage (:attr:`ParamSpec.stage`): ``model`` (the CLIP
+encoder), ``proposals``, ``ranking`` (the embedding step and the ranking) or ``node``
+(only the ROS 2 node).  One frozen, validated config class per stage is generated from
+the table (:class:`ModelConfig`, :class:`ProposalConfig`, :class:`RankingConfig`,
+:class:`NodeConfig`: fields and defaults from :data:`PARAMETERS`, so defaults have one
+source).  :class:`DetectorConfig` = model + proposals + ranking is all the ROS-free
+:class:`pipeline.Detector` sees; :class:`Config` holds all four stages with flat
+``replace(**names)`` / ``as_dict()`` / read-only flat attributes for the CLI, the tools
+and the node, and :attr:`Config.detector` gives its detector part.
 """
 
 from __future__ import annotations
@@ -59,6 +68,9 @@ class ParamSpec:
         choices: allowed values for strings / list items.
         runtime: whether it may change while the node runs.
         reload_model: changing it rebuilds the CLIP encoder (safely, on the worker).
+        stage: the part of the pipeline that reads it, one of :data:`STAGES`: ``model`` (encoder),
+            ``proposals``, ``ranking`` (embedding step + ranking) or ``node`` (only the ROS 2 node;
+            the default, so a new node parameter never reaches the detector).
     """
 
     name: str
@@ -70,59 +82,71 @@ class ParamSpec:
     choices: Optional[tuple] = None
     runtime: bool = True
     reload_model: bool = False
+    stage: str = "node"
 
 
 _SPECS = (
     ParamSpec("model_name", str, "ViT-B-32", "open_clip architecture name, e.g. ViT-B-32, ViT-B-16, ViT-L-14",
-              reload_model=True),
+              reload_model=True, stage="model"),
     ParamSpec("pretrained", str, "openai",
               "open_clip pretrained tag (openai, laion2b_s34b_b79k, ...), hf-hub:ORG/NAME, a local checkpoint "
               "file (.pt/.pth/.bin/.safetensors), or none (random weights: rankings meaningless)",
-              reload_model=True),
+              reload_model=True, stage="model"),
     ParamSpec("device", str, "auto", "torch device: auto (cuda when available), cuda, cuda:N or cpu",
-              reload_model=True),
+              reload_model=True, stage="model"),
     ParamSpec("precision", str, "auto", "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16 (CUDA only)",
-              choices=("auto", "fp32", "fp16", "bf16"), reload_model=True),
+              choices=("auto", "fp32", "fp16", "bf16"), reload_model=True, stage="model"),
     ParamSpec("cpu_threads", int, 0,
               "torch intra-op threads of the node process; 0 = auto: usable CPUs - 1 (at least 1), leaving a core "
               "to the ROS 2 middleware and the camera", min=0, max=1024, runtime=False),
     ParamSpec("mode", str, "auto",
               "ranking mode: crop (batched crops), dense (MaskCLIP patch features), cascade (dense pre-rank, "
               "crop re-rank), auto (crop on CUDA, cascade on CPU)",
-              choices=("auto", "crop", "dense", "cascade")),
-    ParamSpec("cascade_top_k", int, 10, "cascade mode: proposals re-ranked with crops", min=1, max=1000),
+              choices=("auto", "crop", "dense", "cascade"), stage="ranking"),
+    ParamSpec("cascade_top_k", int, 10, "cascade mode: proposals re-ranked with crops", min=1, max=1000,
+              stage="ranking"),
     ParamSpec("proposal_methods", list, ["selective_search", "contours", "depth"],
               "region proposal methods (selective_search, contours, grid, depth); depth runs only with depth + K",
-              choices=PROPOSAL_METHODS),
-    ParamSpec("max_proposals", int, 100, "maximum proposals ranked per frame after NMS", min=1, max=2000),
-    ParamSpec("nms_iou", float, 0.7, "IoU above which overlapping proposals are suppressed", min=0.0, max=1.0),
+              choices=PROPOSAL_METHODS, stage="proposals"),
+    ParamSpec("max_proposals", int, 100, "maximum proposals ranked per frame after NMS", min=1, max=2000,
+              stage="proposals"),
+    ParamSpec("nms_iou", float, 0.7, "IoU above which overlapping proposals are suppressed", min=0.0, max=1.0,
+              stage="proposals"),
     ParamSpec("min_box_size", int, 16, "proposals narrower or shorter than this are dropped [pixels]",
-              min=1, max=100000),
+              min=1, max=100000, stage="proposals"),
     ParamSpec("proposal_max_side", int, 320,
-              "longest side of the downscaled copy the proposal methods run on [pixels]", min=32, max=8192),
+              "longest side of the downscaled copy the proposal methods run on [pixels]", min=32, max=8192,
+              stage="proposals"),
     ParamSpec("selective_search_mode", str, "single",
               "selective search strategy (OpenCV ximgproc): single (one graph segmentation; fits a 100 ms frame "
               "on one core), fast (switchToSelectiveSearchFast; several times slower, more boxes), quality",
-              choices=("single", "fast", "quality")),
+              choices=("single", "fast", "quality"), stage="proposals"),
     ParamSpec("score_threshold", float, 0.5,
               "minimum confidence in [0, 1] for a detection to be reported; below it: not found",
-              min=0.0, max=1.0),
+              min=0.0, max=1.0, stage="ranking"),
     ParamSpec("color_prior_weight", float, 0.3,
               "weight of the colour prior in the convex blend with CLIP: 0 = pure CLIP, 1 = colour only",
-              min=0.0, max=1.0),
+              min=0.0, max=1.0, stage="ranking"),
     ParamSpec("relation_weight", float, 0.5,
-              "reference relations: weight of geometry against the candidate's own score", min=0.0, max=1.0),
+              "reference relations: weight of geometry against the candidate's own score", min=0.0, max=1.0,
+              stage="ranking"),
     ParamSpec("prompt_templates", list, list(DEFAULT_PROMPT_TEMPLATES),
-              "CLIP prompt templates, each with one {} for the object phrase (embeddings averaged)"),
+              "CLIP prompt templates, each with one {} for the object phrase (embeddings averaged)", stage="model"),
     ParamSpec("negative_prompts", list, list(DEFAULT_NEGATIVE_PROMPTS),
-              "background prompts each crop is compared against for the not-found decision"),
-    ParamSpec("top_k", int, 5, "detections published per frame (best first)", min=1, max=100),
+              "background prompts each crop is compared against for the not-found decision", stage="ranking"),
+    ParamSpec("top_k", int, 5, "detections published per frame (best first)", min=1, max=100, stage="ranking"),
     ParamSpec("use_depth", bool, True, "subscribe to depth + camera_info and compute 3D positions",
               runtime=False),
     ParamSpec("depth_scale", float, 0.0,
               "metres per depth unit for integer depth images; 0 = by encoding (16UC1: 0.001)", min=0.0, max=10.0),
     ParamSpec("sync_slop", float, 0.05, "max stamp difference when pairing depth/camera_info with colour [s]",
               min=0.0, max=10.0),
+    ParamSpec("depth_registered", bool, False,
+              "the depth image is registered to the colour camera even when its header.frame_id differs; false: "
+              "a depth frame_id other than the colour image's gives a warning and no 3D"),
+    ParamSpec("depth_transport", str, "raw",
+              "depth input: raw (depth, sensor_msgs/Image) or compressedDepth (depth/compressedDepth, "
+              "sensor_msgs/CompressedImage)", choices=("raw", "compressedDepth"), runtime=False),
     ParamSpec("qos", str, "sensor_data", "camera subscription QoS: sensor_data (best effort, keep last 5) or reliable",
               choices=("sensor_data", "reliable"), runtime=False),
     ParamSpec("max_rate_hz", float, 0.0, "maximum processed frames per second; 0 = as fast as inference allows",
@@ -136,7 +160,10 @@ _SPECS = (
               runtime=False),
     ParamSpec("no_image_warn_s", float, 5.0, "warn when no image arrived for this long [s]", min=0.1, max=3600.0),
     ParamSpec("warmup", bool, True, "run the model once at start-up so the first frame is not slow",
-              runtime=False),
+              runtime=False, stage="model"),
+    ParamSpec("autostart", bool, True,
+              "lifecycle node: configure and activate at start-up; false: wait unconfigured for the lifecycle "
+              "services (configure builds the model, activate subscribes)", runtime=False),
 )
 
 #: name -> ParamSpec, in declaration order.
@@ -210,73 +237,172 @@ def validate(name: str, value: Any) -> Any:
     return items
 
 
-@dataclass
-class DetectorConfig:
-    """Validated values of every parameter in :data:`PARAMETERS` (same names, same defaults).
+#: The stages a parameter belongs to; each has its own frozen config class below.
+STAGES = ("model", "proposals", "ranking", "node")
 
-    Build with :func:`make_config`; change with :meth:`replace` (validates).
+
+def _stage_field(spec: ParamSpec):
+    """A dataclass field for ``spec``: its default from the table (lists copied per instance)."""
+    if isinstance(spec.default, list):
+        default = list(spec.default)
+        return dataclasses.field(default_factory=lambda: list(default))
+    return dataclasses.field(default=spec.default)
+
+
+def _validated_post_init(self) -> None:
+    """Validate (and coerce) every field of a stage config through :func:`validate`."""
+    for f in dataclasses.fields(self):
+        object.__setattr__(self, f.name, validate(f.name, getattr(self, f.name)))
+
+
+def _stage_class(stage: str, class_name: str, summary: str):
+    """A frozen dataclass with one field per parameter of ``stage`` (names, types, defaults from ``_SPECS``)."""
+    specs = [spec for spec in _SPECS if spec.stage == stage]
+    lines = [summary, "", "Fields (generated from :data:`PARAMETERS`; defaults from the table):", ""]
+    lines += [f"* ``{spec.name}`` ({spec.type.__name__}, default ``{spec.default!r}``): {spec.description}"
+              for spec in specs]
+    lines += ["", "Every value is validated on construction (:func:`validate`; raises :class:`ParameterError`)."]
+    cls = dataclasses.make_dataclass(
+        class_name, [(spec.name, spec.type, _stage_field(spec)) for spec in specs], frozen=True,
+        namespace={"__post_init__": _validated_post_init, "__doc__": "\n".join(lines),
+                   "__module__": __name__, "STAGE": stage})
+    return cls
+
+
+ModelConfig = _stage_class("model", "ModelConfig", "Parameters of the CLIP encoder (model, weights, device, prompts).")
+ProposalConfig = _stage_class("proposals", "ProposalConfig", "Parameters of the region proposals (``proposals.py``).")
+RankingConfig = _stage_class(
+    "ranking", "RankingConfig", "Parameters of the embedding step and the ranking (``embed.py``, ``ranking.py``).")
+NodeConfig = _stage_class("node", "NodeConfig", "Parameters only the ROS 2 node reads (topics, QoS, pairing, rate).")
+
+#: stage name -> its config class.
+STAGE_CLASSES = {"model": ModelConfig, "proposals": ProposalConfig, "ranking": RankingConfig, "node": NodeConfig}
+
+
+def _replace_stages(obj, stages: Sequence[str], changes: Mapping[str, Any]):
+    """``obj`` (a dataclass of stage configs) with flat ``changes`` applied to the owning stages."""
+    per_stage: dict = {}
+    for name, value in changes.items():
+        spec = PARAMETERS.get(name)
+        if spec is None or spec.stage not in stages:
+            validate(name, value)  # raises "unknown parameter" for a wrong name
+            raise ParameterError(f"parameter '{name}' (stage {spec.stage}) is not part of {type(obj).__name__}")
+        per_stage.setdefault(spec.stage, {})[name] = value
+    return dataclasses.replace(obj, **{stage: dataclasses.replace(getattr(obj, stage), **values)
+                                       for stage, values in per_stage.items()})
+
+
+def _flat_dict(obj, stages: Sequence[str]) -> dict:
+    """name -> value of every parameter of ``stages`` in table order (lists copied)."""
+    out = {}
+    for spec in _SPECS:
+        if spec.stage in stages:
+            value = getattr(getattr(obj, spec.stage), spec.name)
+            out[spec.name] = list(value) if isinstance(value, list) else value
+    return out
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """What the ROS-free :class:`pipeline.Detector` needs: the model, proposal and ranking stages.
+
+    No node-only parameter (QoS, cameras, stamp pairing, rate ...) is in here.
+
+    Attributes:
+        model: :class:`ModelConfig` (encoder construction).
+        proposals: :class:`ProposalConfig` (``proposals.propose`` arguments).
+        ranking: :class:`RankingConfig` (mode, thresholds, weights, prompts, top_k).
     """
 
-    model_name: str = "ViT-B-32"
-    pretrained: str = "openai"
-    device: str = "auto"
-    precision: str = "auto"
-    cpu_threads: int = 0
-    mode: str = "auto"
-    cascade_top_k: int = 10
-    proposal_methods: list = field(default_factory=lambda: list(PARAMETERS["proposal_methods"].default))
-    max_proposals: int = 100
-    nms_iou: float = 0.7
-    min_box_size: int = 16
-    proposal_max_side: int = 320
-    selective_search_mode: str = "single"
-    score_threshold: float = 0.5
-    color_prior_weight: float = 0.3
-    relation_weight: float = 0.5
-    prompt_templates: list = field(default_factory=lambda: list(DEFAULT_PROMPT_TEMPLATES))
-    negative_prompts: list = field(default_factory=lambda: list(DEFAULT_NEGATIVE_PROMPTS))
-    top_k: int = 5
-    use_depth: bool = True
-    depth_scale: float = 0.0
-    sync_slop: float = 0.05
-    qos: str = "sensor_data"
-    max_rate_hz: float = 0.0
-    publish_debug_image: bool = False
-    command: str = ""
-    image_transport: str = "raw"
-    cameras: list = field(default_factory=list)
-    no_image_warn_s: float = 5.0
-    warmup: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+
+    STAGES = ("model", "proposals", "ranking")
 
     def replace(self, **changes: Any) -> "DetectorConfig":
-        """A copy with ``changes`` applied (each validated; raises :class:`ParameterError`)."""
-        checked = {name: validate(name, value) for name, value in changes.items()}
-        return dataclasses.replace(self, **checked)
+        """A copy with flat ``changes`` (parameter names) applied, each validated.
+
+        Raises:
+            ParameterError: unknown or invalid value, or a node-only parameter.
+        """
+        return _replace_stages(self, self.STAGES, changes)
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Flat name -> value of the three stages, in table order."""
+        return _flat_dict(self, self.STAGES)
 
 
-def _check_table_matches_config() -> None:
-    names = [f.name for f in dataclasses.fields(DetectorConfig)]
-    if names != list(PARAMETERS):
-        raise AssertionError("DetectorConfig fields and PARAMETERS differ")
-    defaults = DetectorConfig()
-    for spec in _SPECS:
-        if getattr(defaults, spec.name) != spec.default:
-            raise AssertionError(f"default of {spec.name} differs between PARAMETERS and DetectorConfig")
+@dataclass(frozen=True)
+class Config:
+    """Every parameter, grouped by stage; what the node, the CLI and the tools hold.
+
+    Build with :func:`make_config`; change with :meth:`replace` (flat names, validated).
+    Each parameter can also be read flat (``config.score_threshold``): read-only properties
+    generated from the table forward to the owning stage.  :attr:`detector` is the part the
+    detector gets.
+
+    Attributes:
+        model, proposals, ranking, node: the four stage configs.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+    node: NodeConfig = field(default_factory=NodeConfig)
+
+    STAGES = STAGES
+
+    @property
+    def detector(self) -> DetectorConfig:
+        """The :class:`DetectorConfig` (model + proposals + ranking) of this config."""
+        return DetectorConfig(model=self.model, proposals=self.proposals, ranking=self.ranking)
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with flat ``changes`` (parameter names) applied, each validated.
+
+        Raises:
+            ParameterError: unknown name or invalid value (the message says which and why).
+        """
+        return _replace_stages(self, self.STAGES, changes)
+
+    def as_dict(self) -> dict:
+        """Flat name -> value of every parameter, in table order (CLI ``--json``, bench, JSON files)."""
+        return _flat_dict(self, self.STAGES)
 
 
-_check_table_matches_config()
+def _check_table() -> None:
+    bad = [spec.name for spec in _SPECS if spec.stage not in STAGES]
+    if bad:
+        raise AssertionError(f"parameters without a known stage ({', '.join(STAGES)}): {bad}")
+    taken = {f.name for f in dataclasses.fields(Config)} | {"detector", "replace", "as_dict", "STAGES"}
+    clash = [spec.name for spec in _SPECS if spec.name in taken]
+    if clash:
+        raise AssertionError(f"parameter names clash with Config attributes: {clash}")
 
 
-def make_config(values: Optional[Mapping[str, Any]] = None) -> DetectorConfig:
-    """A :class:`DetectorConfig` from defaults plus ``values`` (validated).
+_check_table()
+
+
+def _flat_property(spec: ParamSpec) -> property:
+    def get(self):
+        return getattr(getattr(self, spec.stage), spec.name)
+
+    return property(get, doc=f"``{spec.stage}.{spec.name}``: {spec.description}")
+
+
+for _spec in _SPECS:
+    setattr(Config, _spec.name, _flat_property(_spec))
+del _spec
+
+
+def make_config(values: Optional[Mapping[str, Any]] = None) -> Config:
+    """A :class:`Config` from the table's defaults plus ``values`` (flat names, validated).
 
     Raises:
         ParameterError: on any unknown or invalid value.
     """
-    return DetectorConfig().replace(**dict(values or {}))
+    return Config().replace(**dict(values or {}))
 
 
 def load_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict:

@@ -1,12 +1,17 @@
 """The ROS-free detector: one frame (+ optional depth and K) and a command in, ranked targets out.
 
-Data flow (one module per step)::
+Data flow (one module per step, one way)::
 
-    rgb ──► proposals ──► ranking (encoder: crops / dense) ──► geometry (depth + K) ──► FrameResult
-              ▲                ▲
-    depth, K ─┘   command text ─┘ (parsed once per command by ``command.parse_command``)
+    rgb ─► check_rgb ─► proposals ─► ranking.prepare_boxes ─► embed ─► ranking.rank ─► geometry ─► FrameResult
+                          ▲          (clip, colour prior)       ▲        (pure)         (depth + K)
+    depth, K ─────────────┘                                     │ every encoder call: crop | dense | cascade
+    text ─► command.parse_command ─► ranking.make_query ────────┘ (phrases parsed once per command)
 
-The node (``node.py``) and the CLI (``cli.py``) only wrap :class:`Detector`.
+The input image is checked once, here (:func:`types.check_rgb`); the command is parsed once
+per text (:meth:`Detector.parse`) and its reference phrase once per command; the mode
+(``auto`` -> ``crop`` / ``cascade``) is resolved once per configuration by
+:func:`embed.resolve_mode`.  The node (``node.py``) and the CLI (``cli.py``) only wrap
+:class:`Detector`.
 """
 
 from __future__ import annotations
@@ -18,14 +23,17 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import geometry
-from .command import CommandParse, ParsedCommand, parse_command
-from .params import DetectorConfig
+from . import camera, geometry
+from .command import CommandParse, ParsedCommand, parse_command, parse_object_phrase
+from .embed import embed_boxes, embed_frame, embed_texts, resolve_mode
+from .params import Config, DetectorConfig, RankingConfig
 from .proposals import propose
-from .ranking import rank
-from .types import Detection, Timings
+from .ranking import Query, RankResult, make_query, prepare_boxes, rank
+from .types import Detection, Timings, check_rgb
 
 LOG = logging.getLogger(__name__)
+
+__all__ = ["FrameResult", "Detector", "rank_boxes", "resolve_mode"]
 
 
 @dataclass
@@ -73,56 +81,135 @@ class FrameResult:
         return f"found {target} (no 3D position)"
 
 
-def resolve_mode(mode: str, device: str) -> str:
-    """``auto`` -> ``crop`` on CUDA, ``cascade`` on CPU; other modes unchanged."""
-    if mode != "auto":
-        return mode
-    return "crop" if str(device).startswith("cuda") else "cascade"
+def _query(command: ParsedCommand, negative_prompts: Sequence[str], score_reference: bool = True) -> Query:
+    """The :class:`ranking.Query` of a parsed command; its reference phrase is parsed here."""
+    reference = None
+    if score_reference and command.relation and command.reference:
+        reference = parse_object_phrase(command.reference)
+    return make_query(command, reference, negative_prompts)
+
+
+def _as_detector_config(config: Union[DetectorConfig, Config]) -> DetectorConfig:
+    if isinstance(config, Config):
+        return config.detector
+    if not isinstance(config, DetectorConfig):
+        raise TypeError(f"config must be a params.DetectorConfig (or params.Config), got {type(config).__name__}")
+    return config
+
+
+def _encoder_device(encoder) -> str:
+    """The encoder's device as a string (``device`` is optional in the encoder protocol: ``cpu``)."""
+    return str(getattr(encoder, "device", "cpu"))
+
+
+@dataclass(frozen=True)
+class _State:
+    """What one frame is processed with: the config and its resolved mode (swapped as one object)."""
+
+    config: DetectorConfig
+    mode: str
+
+
+@dataclass
+class _Job:
+    """One frame between :meth:`Detector._prepare` and the ranking."""
+
+    rgb: np.ndarray
+    result: FrameResult
+    depth: Optional[np.ndarray] = None
+    K: Optional[np.ndarray] = None
+    query: Optional[Query] = None  # set when there is a command and an image: rank it
 
 
 class Detector:
     """Finds the commanded object in RGB(-D) frames.
 
     Args:
-        config: validated parameters (:func:`clip_perception.params.make_config`).
+        config: :class:`params.DetectorConfig` (model, proposal and ranking stages); a
+            :class:`params.Config` (:func:`params.make_config`) is accepted and its
+            :attr:`~params.Config.detector` part used.
         encoder: an object with ``encode_texts``, ``encode_boxes`` and ``logit_scale``
-            (``encoder.Encoder`` protocol).  ``None`` builds a :class:`encoder.ClipEncoder`
-            from ``config`` (which raises ``WeightsUnavailableError`` quickly when the
-            weights cannot be had offline).
+            (``encoder.Encoder`` protocol; optional ``device``, ``encode_boxes_multi``).
+            ``None`` builds a :class:`encoder.ClipEncoder` from ``config.model`` (which raises
+            ``WeightsUnavailableError`` quickly when the weights cannot be had offline).
+
+    Raises:
+        TypeError: ``config`` is not a ``DetectorConfig`` / ``Config``.
     """
 
-    def __init__(self, config: DetectorConfig, encoder=None):
-        self.config = config
+    def __init__(self, config: Union[DetectorConfig, Config], encoder=None):
+        config = _as_detector_config(config)
         if encoder is None:
             from .encoder import ClipEncoder  # torch/open_clip only when a real model is wanted
 
-            encoder = ClipEncoder(
-                model_name=config.model_name,
-                pretrained=config.pretrained,
-                device=config.device,
-                precision=config.precision,
-                prompt_templates=tuple(config.prompt_templates),
-            )
-            if config.warmup:
+            model = config.model
+            encoder = ClipEncoder(model_name=model.model_name, pretrained=model.pretrained, device=model.device,
+                                  precision=model.precision, prompt_templates=tuple(model.prompt_templates))
+            if model.warmup:
                 encoder.warmup()
         self.encoder = encoder
-        self._parsed_text: Optional[str] = None
-        self._parsed: Optional[CommandParse] = None
+        self._state = _State(config, resolve_mode(config.ranking.mode, _encoder_device(encoder)))
+        self._parsed: tuple = (None, None)  # (text, CommandParse) of the last parsed text
+        self._queries: tuple = (None, None, None)  # (command, negative prompts, Query) of the last command
+
+    @property
+    def config(self) -> DetectorConfig:
+        """The current :class:`params.DetectorConfig` (change it with :meth:`reconfigure`)."""
+        return self._state.config
 
     @property
     def device(self) -> str:
-        return str(getattr(self.encoder, "device", "cpu"))
+        """The encoder's device, e.g. ``cpu`` or ``cuda:0``."""
+        return _encoder_device(self.encoder)
 
     @property
     def mode(self) -> str:
-        return resolve_mode(self.config.mode, self.device)
+        """The resolved ranking mode (``crop``, ``dense`` or ``cascade``; ``auto`` never)."""
+        return self._state.mode
+
+    def reconfigure(self, config: Union[DetectorConfig, Config]) -> bool:
+        """Apply run-time parameter changes from the next frame on (thread-safe: one swap).
+
+        The proposal and ranking stages of ``config`` replace the current ones and the mode
+        is resolved again.  The model stage cannot change the running encoder: it is kept,
+        and the return value says whether ``config.model`` asked for another one (then
+        build a new ``Detector(config)``, as the node does on its worker).
+
+        Args:
+            config: the new :class:`params.DetectorConfig` (or :class:`params.Config`).
+
+        Returns:
+            True when ``config.model`` differs from the model stage of this detector.
+
+        Raises:
+            TypeError: ``config`` is not a ``DetectorConfig`` / ``Config``.
+        """
+        config = _as_detector_config(config)
+        current = self._state.config
+        new = DetectorConfig(model=current.model, proposals=config.proposals, ranking=config.ranking)
+        self._state = _State(new, resolve_mode(new.ranking.mode, self.device))
+        return config.model != current.model
 
     def parse(self, text: str) -> CommandParse:
         """Parse ``text`` (cached for the last text, so a standing command is parsed once)."""
-        if text != self._parsed_text:
-            self._parsed = parse_command(text)
-            self._parsed_text = text
-        return self._parsed
+        last_text, parse = self._parsed
+        if parse is None or text != last_text:
+            parse = parse_command(text)
+            self._parsed = (text, parse)
+        return parse
+
+    def query(self, command: ParsedCommand, config: RankingConfig) -> Query:
+        """The ranking's :class:`ranking.Query` of ``command`` (cached for the last command).
+
+        Raises:
+            ValueError: the command has no object phrase.
+        """
+        last, negatives, query = self._queries
+        wanted = tuple(config.negative_prompts)
+        if query is None or last is not command and last != command or negatives != wanted:
+            query = _query(command, wanted)
+            self._queries = (command, wanted, query)
+        return query
 
     def detect(
         self,
@@ -152,16 +239,15 @@ class Detector:
         Raises:
             ValueError: ``rgb`` is not an (H, W, 3) uint8 array; ``proposals`` of mismatched lengths.
         """
-        job = self._prepare(rgb, command, depth, K, proposals)
-        return self._finish(job, self.encoder)
+        return self._detect_jobs([(rgb, command, depth, K, proposals)], batch=False)[0]
 
     def detect_many(self, frames: Sequence[tuple]) -> list:
         """:meth:`detect` for several frames (e.g. one per camera) with one batched encoder call.
 
         The proposals of all frames are encoded in one forward pass through
         ``encoder.encode_boxes_multi`` (crops in ``crop`` mode, patch features in ``dense`` /
-        ``cascade`` mode); the rest of the ranking runs per frame.  Encoders without
-        ``encode_boxes_multi`` (test encoders) are called frame by frame.
+        ``cascade`` mode; ``embed.py``); the rest of the ranking runs per frame.  Encoders
+        without ``encode_boxes_multi`` (test encoders) are called frame by frame.
 
         Args:
             frames: ``(rgb, command, depth, K)`` tuples, arguments as in :meth:`detect`.
@@ -169,51 +255,32 @@ class Detector:
         Returns:
             One :class:`FrameResult` per frame, in order.
         """
-        jobs = [self._prepare(rgb, command, depth, K, None) for rgb, command, depth, K in frames]
-        ready = [job for job in jobs if job.todo]
-        batch = getattr(self.encoder, "encode_boxes_multi", None)
-        encoders = {}
-        if batch is not None and len(ready) > 1:
-            first = "crop" if self.mode == "crop" else "dense"
-            embeddings = batch([job.rgb for job in ready], [job.result.proposals for job in ready], mode=first)
-            for job, emb in zip(ready, embeddings):
-                encoders[id(job)] = _Precomputed(self.encoder, job.result.proposals, first, emb)
-        return [self._finish(job, encoders.get(id(job), self.encoder)) for job in jobs]
+        return self._detect_jobs([(rgb, command, depth, K, None) for rgb, command, depth, K in frames], batch=True)
 
-    def _prepare(self, rgb, command, depth, K, proposals) -> "_Job":
-        """Parse, check depth / K and propose regions for one frame."""
-        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"rgb must be an (H, W, 3) uint8 array, got {getattr(rgb, 'shape', None)} "
-                             f"{getattr(rgb, 'dtype', type(rgb).__name__)}")
-        cfg = self.config
+    def _detect_jobs(self, frames: Sequence[tuple], batch: bool) -> list:
+        state = self._state  # one snapshot per call: a concurrent reconfigure applies from the next one
+        jobs = [self._prepare(state, *frame) for frame in frames]
+        ready = [job for job in jobs if job.query is not None]
+        if ready:
+            self._rank(state, ready, batch)
+        return [job.result for job in jobs]
+
+    def _prepare(self, state: _State, rgb, command, depth, K, proposals) -> _Job:
+        """Check the input, parse, check depth / K and propose regions for one frame."""
+        rgb = check_rgb(rgb)
+        cfg = state.config
         timings = Timings()
-        notes: list = []
         if isinstance(command, ParsedCommand):
             parsed = command
             parse = CommandParse(status="ok", reason="", commands=[command])
         else:
             parse = self.parse(command)
             parsed = parse.commands[0] if parse.status == "ok" and parse.commands else None
-        mode = self.mode
-        result = FrameResult(command=parsed, parse=parse, timings=timings, notes=notes, mode=mode)
+        result = FrameResult(command=parsed, parse=parse, timings=timings, notes=[], mode=state.mode)
         job = _Job(rgb=rgb, result=result)
         if parsed is None or rgb.shape[0] == 0 or rgb.shape[1] == 0:
             return job
-
-        depth_ok = depth is not None
-        if depth is not None and not geometry.depth_aligned(rgb.shape, depth.shape):
-            notes.append(f"depth {depth.shape[:2]} is not aligned to the colour image {rgb.shape[:2]}: no 3D")
-            depth_ok = False
-        k_ok = K is not None and geometry.valid_intrinsics(K)
-        if depth_ok and K is not None and not k_ok:
-            notes.append("camera intrinsics K are invalid (zero or non-finite): no 3D")
-        if depth_ok and K is None:
-            notes.append("no camera intrinsics: no 3D")
-        if depth_ok and not np.isfinite(depth).any():
-            notes.append("depth has no valid pixel (all 0 / NaN): no 3D")
-            depth_ok = False
-        job.depth = depth if depth_ok else None
-        job.K = np.asarray(K, dtype=np.float64).reshape(3, 3) if k_ok else None
+        job.depth, job.K = _usable_depth_and_K(rgb, depth, K, result.notes)
 
         t0 = time.perf_counter()
         if proposals is not None:
@@ -222,83 +289,138 @@ class Detector:
             if objectness.shape[0] != boxes.shape[0]:
                 raise ValueError(f"{boxes.shape[0]} proposal boxes but {objectness.shape[0]} objectness values")
         else:
+            p = cfg.proposals
             boxes, objectness = propose(
-                rgb,
-                depth=job.depth if job.K is not None else None,
-                K=job.K,
-                methods=tuple(cfg.proposal_methods),
-                max_proposals=cfg.max_proposals,
-                nms_iou=cfg.nms_iou,
-                min_box_size=cfg.min_box_size,
-                max_side=cfg.proposal_max_side,
-                timings=timings,
-                ss_mode=cfg.selective_search_mode,
-            )
+                rgb, depth=job.depth if job.K is not None else None, K=job.K, methods=tuple(p.proposal_methods),
+                max_proposals=p.max_proposals, nms_iou=p.nms_iou, min_box_size=p.min_box_size,
+                max_side=p.proposal_max_side, timings=timings, ss_mode=p.selective_search_mode)
         timings.add("proposals", (time.perf_counter() - t0) * 1e3)
         result.proposals, result.objectness = boxes, objectness
-        job.todo = True
+        job.query = self.query(parsed, cfg.ranking)
         return job
 
-    def _finish(self, job: "_Job", encoder) -> FrameResult:
-        """Rank the proposals of a prepared frame and locate the detections in 3D."""
-        result = job.result
-        if not job.todo:
-            return result
-        timings = result.timings
+    def _rank(self, state: _State, jobs: Sequence[_Job], batch: bool) -> None:
+        """Embed (one batched step for all ``jobs``), rank and locate the detections in 3D."""
+        cfg = state.config.ranking
         t0 = time.perf_counter()
-        ranked = rank(job.rgb, result.proposals, result.objectness, result.command, encoder,
-                      _ModeConfig(self.config, result.mode), depth=job.depth, timings=timings)
-        timings.add("rank", (time.perf_counter() - t0) * 1e3)
-        detections = list(ranked.detections)
-
-        t0 = time.perf_counter()
-        if job.depth is not None and job.K is not None:
-            for det in detections:
-                geo = geometry.box_position(job.depth, det.box, job.K)
-                if geo is not None:
-                    det.position, det.size = geo.position, geo.size
-        timings.add("geometry", (time.perf_counter() - t0) * 1e3)
-        result.detections = detections
-        return result
-
-
-@dataclass
-class _Job:
-    """One frame between :meth:`Detector._prepare` and :meth:`Detector._finish`."""
-
-    rgb: np.ndarray
-    result: FrameResult
-    depth: Optional[np.ndarray] = None
-    K: Optional[np.ndarray] = None
-    todo: bool = False  # a command and an image: rank it
+        sets = [prepare_boxes(job.rgb, job.result.proposals, job.result.objectness, job.query, job.result.timings)
+                for job in jobs]
+        texts = _texts_per_frame(self.encoder, jobs, sets)
+        if batch:
+            embs = embed_boxes(self.encoder, [job.rgb for job in jobs], sets, texts, state.mode, cfg,
+                               [job.result.timings for job in jobs])
+        else:  # detect(): the frame's own time only
+            embs = [embed_boxes(self.encoder, [job.rgb], [s], [t], state.mode, cfg, [job.result.timings])[0]
+                    if len(s) else None for job, s, t in zip(jobs, sets, texts)]
+        shared_ms = (time.perf_counter() - t0) * 1e3
+        for job, box_set, text, emb in zip(jobs, sets, texts, embs):
+            t1 = time.perf_counter()
+            ranked = rank(box_set, emb, text, job.query, cfg, depth=job.depth, mode=state.mode)
+            job.result.timings.add("rank", shared_ms + (time.perf_counter() - t1) * 1e3)
+            job.result.detections = _locate(list(ranked.detections), job.depth, job.K, job.result.timings)
 
 
-class _Precomputed:
-    """The encoder for one frame of a batch: answers the batched call from ``embeddings``.
+def _texts_per_frame(encoder, jobs: Sequence[_Job], sets: Sequence) -> list:
+    """Text embeddings per frame (``None`` without boxes), one ``encode_texts`` call per distinct query.
 
-    ``encode_boxes`` with the same boxes and mode returns the embeddings computed for the
-    whole batch; anything else (the cascade's crop re-ranking, texts) goes to ``inner``.
+    Every frame of a query gets the call's ``encode_text`` milliseconds (it waited for it).
     """
+    done: dict = {}
+    out = []
+    for job, box_set in zip(jobs, sets):
+        if len(box_set) == 0:
+            out.append(None)
+            continue
+        key = id(job.query)
+        if key not in done:
+            t = Timings()
+            done[key] = (embed_texts(encoder, job.query, t), t.stages_ms["encode_text"])
+        texts, ms = done[key]
+        job.result.timings.add("encode_text", ms)
+        out.append(texts)
+    return out
 
-    def __init__(self, inner, boxes: np.ndarray, mode: str, embeddings: np.ndarray):
-        self._inner, self._boxes, self._mode, self._embeddings = inner, boxes, mode, embeddings
 
-    def encode_boxes(self, rgb: np.ndarray, boxes: np.ndarray, mode: str = "crop") -> np.ndarray:
-        if mode == self._mode and np.array_equal(np.asarray(boxes, np.float32), self._boxes):
-            return self._embeddings
-        return self._inner.encode_boxes(rgb, boxes, mode=mode)
+def _usable_depth_and_K(rgb: np.ndarray, depth, K, notes: list) -> tuple:
+    """``(depth or None, K as (3, 3) float64 or None)`` usable for 3D, with a note for each reason not."""
+    depth_ok = depth is not None
+    if depth is not None and not camera.depth_aligned(rgb.shape, depth.shape):
+        notes.append(f"depth {depth.shape[:2]} is not aligned to the colour image {rgb.shape[:2]}: no 3D")
+        depth_ok = False
+    k_ok = K is not None and camera.valid_intrinsics(K)
+    if depth_ok and K is not None and not k_ok:
+        notes.append("camera intrinsics K are invalid (zero or non-finite): no 3D")
+    if depth_ok and K is None:
+        notes.append("no camera intrinsics: no 3D")
+    if depth_ok and not np.isfinite(depth).any():
+        notes.append("depth has no valid pixel (all 0 / NaN): no 3D")
+        depth_ok = False
+    return (depth if depth_ok else None), (np.asarray(K, dtype=np.float64).reshape(3, 3) if k_ok else None)
 
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
+
+def _locate(detections: list, depth: Optional[np.ndarray], K: Optional[np.ndarray], timings: Timings) -> list:
+    """Set ``position`` / ``size`` of each detection from depth + K (``geometry.box_position``)."""
+    t0 = time.perf_counter()
+    if depth is not None and K is not None:
+        for det in detections:
+            geo = geometry.box_position(depth, det.box, K)
+            if geo is not None:
+                det.position, det.size = geo.position, geo.size
+    timings.add("geometry", (time.perf_counter() - t0) * 1e3)
+    return detections
 
 
-class _ModeConfig:
-    """``config`` seen by the ranking with ``mode`` resolved (``auto`` replaced)."""
+def rank_boxes(
+    rgb: np.ndarray,
+    boxes: np.ndarray,
+    objectness: Optional[np.ndarray],
+    command: Union[str, ParsedCommand],
+    encoder,
+    config: Union[RankingConfig, DetectorConfig, Config, None] = None,
+    depth: Optional[np.ndarray] = None,
+    reference_detections: Optional[Sequence[Detection]] = None,
+    timings: Optional[Timings] = None,
+) -> RankResult:
+    """Rank given boxes of one frame (no proposals, no 3D): prepare, embed, rank.
 
-    def __init__(self, config: DetectorConfig, mode: str):
-        self._config = config
-        self.mode = mode
+    The path :class:`Detector` takes for one frame, for callers that bring their own boxes
+    (the benchmark, tests).
 
-    def __getattr__(self, name):
-        return getattr(self._config, name)
+    Args:
+        rgb: (H, W, 3) uint8 RGB image.
+        boxes: (N, 4) float32 ``[x1, y1, x2, y2]`` proposals, source-image pixels (clipped
+            to the image; non-finite and sub-pixel boxes are never reported).
+        objectness: (N,) float proposal scores (tie-breaker only), or ``None``.
+        command: a parsed command, or text (parsed; the first command is used).
+        encoder: the encoder (``encoder.Encoder`` protocol).
+        config: :class:`params.RankingConfig`, or a ``DetectorConfig`` / ``Config`` whose
+            ranking stage is used (``None`` = the table's defaults); its mode is resolved
+            against the encoder's device (:func:`embed.resolve_mode`).
+        depth: optional (H, W) float32 metres aligned to ``rgb`` (another size: ignored, note).
+        reference_detections: optional detections of the reference object (the first one is
+            the reference; the reference phrase is then not scored).
+        timings: optional :class:`types.Timings` receiving ``color_prior``, ``encode_text``
+            and ``encode_boxes`` milliseconds.
 
+    Returns:
+        :class:`ranking.RankResult`.
+
+    Raises:
+        ValueError: bad image or boxes, no command in the text, an empty object phrase.
+    """
+    rgb = check_rgb(rgb)
+    if config is None:
+        config = RankingConfig()
+    elif isinstance(config, (DetectorConfig, Config)):
+        config = config.ranking
+    if isinstance(command, str):
+        parsed = parse_command(command).first
+        if parsed is None:
+            raise ValueError(f"no command in {command!r}")
+        command = parsed
+    query = _query(command, config.negative_prompts, score_reference=not reference_detections)
+    mode = resolve_mode(config.mode, _encoder_device(encoder))
+    box_set = prepare_boxes(rgb, boxes, objectness, query, timings)
+    texts, emb = embed_frame(encoder, rgb, box_set, query, mode, config, timings)
+    return rank(box_set, emb, texts, query, config, depth=depth, reference_detections=reference_detections,
+                mode=mode)

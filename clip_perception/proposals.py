@@ -37,11 +37,10 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-import torch
-import torchvision.ops
 
-from .geometry import backproject_depth, depth_aligned, subsample_intrinsics, valid_intrinsics
-from .types import Timings
+from .boxes import clamp_boxes, nms, usable_boxes
+from .camera import backproject_depth, depth_aligned, subsample_intrinsics, valid_intrinsics
+from .types import Timings, check_rgb
 
 try:  # the C library whose rand() OpenCV's selective search uses
     _LIBC: Optional[ctypes.CDLL] = ctypes.CDLL(None)
@@ -58,10 +57,6 @@ __all__ = [
     "grid_proposals",
     "depth_proposals",
     "fit_plane_ransac",
-    "box_iou",
-    "nms",
-    "clamp_boxes",
-    "boxes_to_rois",
 ]
 
 DEFAULT_METHODS: Tuple[str, ...] = ("selective_search", "contours", "grid", "depth")
@@ -74,96 +69,7 @@ def _empty() -> Tuple[np.ndarray, np.ndarray]:
     return _EMPTY_BOXES.copy(), _EMPTY_SCORES.copy()
 
 
-# --------------------------------------------------------------------------- box utilities
-
-
-def _as_boxes(boxes) -> np.ndarray:
-    b = np.asarray(boxes, dtype=np.float32)
-    if b.size == 0:
-        return np.zeros((0, 4), dtype=np.float32)
-    if b.ndim == 1 and b.shape[0] == 4:
-        b = b[None, :]
-    if b.ndim != 2 or b.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (N, 4), got {b.shape}")
-    return b
-
-
-def box_iou(a, b) -> np.ndarray:
-    """Pairwise intersection-over-union (``torchvision.ops.box_iou``).
-
-    Args:
-        a: (N, 4) boxes ``[x1, y1, x2, y2]``, pixels, exclusive x2/y2
-            (area = (x2 - x1) * (y2 - y1), torchvision's convention).
-        b: (M, 4) boxes, same convention.
-
-    Returns:
-        (N, M) float32 IoU in [0, 1].
-
-    Raises:
-        ValueError: a shape is not (N, 4).
-    """
-    a = _as_boxes(a)
-    b = _as_boxes(b)
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), dtype=np.float32)
-    iou = torchvision.ops.box_iou(torch.from_numpy(a), torch.from_numpy(b))
-    return iou.numpy().astype(np.float32)
-
-
-def nms(boxes, scores, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression (``torchvision.ops.nms``).
-
-    Args:
-        boxes: (N, 4) ``[x1, y1, x2, y2]`` pixels.
-        scores: (N,) scores (higher kept first).
-        iou_threshold: boxes with IoU > this against a kept, higher-scored box
-            are dropped.
-
-    Returns:
-        (K,) int64 indices into ``boxes`` of the kept boxes, by decreasing score.
-
-    Raises:
-        ValueError: shapes do not match.
-    """
-    b = _as_boxes(boxes)
-    s = np.asarray(scores, dtype=np.float32).reshape(-1)
-    if len(s) != len(b):
-        raise ValueError(f"{len(b)} boxes but {len(s)} scores")
-    if len(b) == 0:
-        return np.zeros((0,), dtype=np.int64)
-    keep = torchvision.ops.nms(torch.from_numpy(b), torch.from_numpy(s), float(iou_threshold))
-    return keep.numpy().astype(np.int64)
-
-
-def clamp_boxes(boxes, width: int, height: int) -> np.ndarray:
-    """Clip boxes to the image: x to [0, width], y to [0, height] (edges, x2/y2 exclusive).
-
-    Returns:
-        (N, 4) float32 copy.
-    """
-    b = _as_boxes(boxes).copy()
-    np.clip(b[:, 0::2], 0.0, float(width), out=b[:, 0::2])
-    np.clip(b[:, 1::2], 0.0, float(height), out=b[:, 1::2])
-    return b
-
-
-def boxes_to_rois(boxes) -> np.ndarray:
-    """Boxes to ``sensor_msgs/RegionOfInterest`` fields.
-
-    Each coordinate is rounded to whole pixels first (as ``Detection.roi``),
-    then ``x_offset = x1``, ``y_offset = y1``, ``width = max(0, x2 - x1)``,
-    ``height = max(0, y2 - y1)``.
-
-    Returns:
-        (N, 4) int32 ``[x_offset, y_offset, width, height]``.
-    """
-    b = np.round(_as_boxes(boxes).astype(np.float64)).astype(np.int64)
-    out = np.empty((len(b), 4), dtype=np.int32)
-    out[:, 0] = b[:, 0]
-    out[:, 1] = b[:, 1]
-    out[:, 2] = np.maximum(0, b[:, 2] - b[:, 0])
-    out[:, 3] = np.maximum(0, b[:, 3] - b[:, 1])
-    return out
+# --------------------------------------------------------------------------- box conversion
 
 
 def _rects_to_boxes(rects: np.ndarray, sx: float, sy: float) -> np.ndarray:
@@ -596,11 +502,7 @@ def propose(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown proposal method(s) {unknown}; valid: {list(METHODS)}")
-    img = np.asarray(rgb)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"rgb must be (H, W, 3), got shape {img.shape}")
-    if img.dtype != np.uint8:
-        raise ValueError(f"rgb must be uint8, got {img.dtype}")
+    img = check_rgb(rgb)
     h, w = img.shape[:2]
     if h == 0 or w == 0 or max_proposals <= 0:
         return _empty()
@@ -643,9 +545,8 @@ def propose(
         return _empty()
     boxes = clamp_boxes(np.concatenate(all_boxes, axis=0), w, h)
     scores = np.clip(np.concatenate(all_scores, axis=0).astype(np.float32), 0.0, 1.0)
-    bw = boxes[:, 2] - boxes[:, 0]
-    bh = boxes[:, 3] - boxes[:, 1]
-    ok = (bw >= min_box_size) & (bh >= min_box_size) & (bw * bh <= max_area_fraction * w * h)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    ok = usable_boxes(boxes, min_box_size) & (area <= max_area_fraction * w * h)
     boxes, scores = boxes[ok], scores[ok]
     keep = nms(boxes, scores, nms_iou)[: int(max_proposals)]
     boxes, scores = boxes[keep], scores[keep]

@@ -1,9 +1,13 @@
-"""Rank region proposals against a parsed command (CLIP + colour prior + geometry).
+"""Score and select region proposals for a parsed command: pure functions (CLIP + colour prior + geometry).
+
+Nothing here calls the encoder or parses text: the embeddings come from ``embed.py``, the
+parsed phrases from the caller (:func:`make_query`), the values from a
+:class:`params.RankingConfig`.
 
 Per proposal ``i`` and object phrase ``t`` (``command.target``):
 
-1. **CLIP score** -- image embedding ``v_i`` (``encoder.encode_boxes``) and
-   text embeddings of ``[t] + negative_prompts`` (``encoder.encode_texts``),
+1. **CLIP score** -- image embedding ``v_i`` and text embeddings of
+   ``[t] + negative_prompts`` (both from ``embed.py``),
    all unit-norm.  Logits ``z_ij = logit_scale * cos(v_i, u_j)`` (CLIP,
    Radford et al. 2021, eq. of the zero-shot classifier) and a softmax *per
    crop across the texts*::
@@ -53,15 +57,10 @@ Per proposal ``i`` and object phrase ``t`` (``command.target``):
    by the image diagonal and ``r = config.relation_weight``.  When both a
    relation and a spatial qualifier are given, the relation decides (note).
 
-Config attributes are read by name with ``getattr`` (defaults below, same
-values as ``params.DetectorConfig``): ``score_threshold``,
-``color_prior_weight``, ``negative_prompts``, ``top_k``, ``relation_weight``,
-``mode``, ``cascade_top_k``.
-
-Modes: ``crop`` / ``dense`` are passed to ``encoder.encode_boxes``;
-``cascade`` encodes all proposals densely, then re-encodes the
-``cascade_top_k`` best (by fused score, for the target and the reference)
-as crops; ``auto`` = ``crop`` on a CUDA encoder, ``cascade`` otherwise.
+Steps: :func:`make_query` (once per command) -> :func:`prepare_boxes` (clamp, degenerate
+boxes, colour prior; once per frame) -> embeddings (``embed.py``, which calls
+:func:`score_boxes` for the cascade's dense pre-rank) -> :func:`rank` (scores, reference,
+candidates, spatial / relation order, ``top_k``).
 """
 
 from __future__ import annotations
@@ -69,29 +68,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from . import colors as colormod
-from .command import ParsedCommand, parse_command, parse_object_phrase
-from .proposals import box_iou, clamp_boxes, nms
+from .boxes import box_iou, clamp_boxes, nms, usable_boxes
+from .command import ParsedCommand
+from .params import RankingConfig
+from .spatial import order_relation, order_spatial
 from .types import Detection, Timings
-
-from .params import PARAMETERS
 
 LOG = logging.getLogger(__name__)
 
-# Defaults used when ``config`` lacks a field: the parameter table's (params.py) values.
-#: Background prompts each crop is compared against (per-crop softmax).
-DEFAULT_NEGATIVE_PROMPTS: tuple[str, ...] = tuple(PARAMETERS["negative_prompts"].default)
-DEFAULT_SCORE_THRESHOLD = PARAMETERS["score_threshold"].default
-DEFAULT_COLOR_PRIOR_WEIGHT = PARAMETERS["color_prior_weight"].default
-DEFAULT_RELATION_WEIGHT = PARAMETERS["relation_weight"].default
-DEFAULT_TOP_K = PARAMETERS["top_k"].default
-DEFAULT_CASCADE_TOP_K = PARAMETERS["cascade_top_k"].default
-#: Ranking mode without a config: crop | dense | cascade | auto.
-DEFAULT_MODE = "crop"
 #: Candidates overlapping a better candidate by more than this IoU are near-duplicates.
 DUPLICATE_IOU = 0.5
 #: A candidate with more than this share of its area inside a better candidate is a part of it.
@@ -99,7 +88,122 @@ CONTAINED_FRACTION = 0.8
 #: Target candidates overlapping the reference box by more than this IoU are excluded.
 REFERENCE_OVERLAP_IOU = 0.5
 
-MODES = ("crop", "dense", "cascade", "auto")
+
+@dataclass(frozen=True)
+class Query:
+    """The phrases of one parsed command that are scored (build with :func:`make_query`).
+
+    Attributes:
+        command: the parsed command (``command.target`` is the object phrase).
+        target: the stripped object phrase, e.g. ``"red ball"``.
+        reference: the parsed reference object phrase to score (``command.reference``,
+            parsed by the caller), or ``None``: no relation, reference detections given by
+            the caller, or the phrase names no object (then :attr:`notes` says so).
+        negatives: background prompts, the target phrase itself removed.
+        notes: remarks found while building the query (copied into the result).
+    """
+
+    command: ParsedCommand
+    target: str
+    reference: Optional[ParsedCommand] = None
+    negatives: tuple = ()
+    notes: tuple = ()
+
+    @property
+    def uses_reference(self) -> bool:
+        """The command relates the target to a reference object (``relation`` and ``reference``)."""
+        return bool(self.command.relation and self.command.reference)
+
+    @property
+    def phrases(self) -> list:
+        """Object phrases to embed: ``[target]`` plus the reference's target when scored."""
+        return [self.target] + ([self.reference.target] if self.reference is not None else [])
+
+
+def make_query(command: ParsedCommand, reference: Optional[ParsedCommand],
+               negative_prompts: Sequence[str]) -> Query:
+    """The :class:`Query` of a parsed command.
+
+    Args:
+        command: the parsed command.
+        reference: ``command.reference`` parsed as an object phrase
+            (``command.parse_object_phrase``), or ``None`` when the reference is not to be
+            scored (no relation, or the caller supplies reference detections).
+        negative_prompts: background prompts (``RankingConfig.negative_prompts``); a prompt
+            equal to the target (case-insensitive) is dropped.
+
+    Returns:
+        :class:`Query`.
+
+    Raises:
+        ValueError: the command has no object phrase (empty ``target``).
+    """
+    target = (command.target or "").strip()
+    if not target:
+        raise ValueError("the command has no object phrase (target)")
+    notes = []
+    if reference is not None and not reference.target:
+        notes.append(f"reference '{command.reference}' names no object: not found")
+        reference = None
+    negatives = tuple(str(p) for p in negative_prompts if str(p).strip().lower() != target.lower())
+    return Query(command=command, target=target, reference=reference, negatives=negatives, notes=tuple(notes))
+
+
+@dataclass
+class TextEmbeddings:
+    """Unit-norm text embeddings of a :class:`Query` (built by ``embed.embed_texts``).
+
+    Attributes:
+        target: (D,) float32 embedding of the target phrase.
+        reference: (D,) float32 embedding of the reference phrase, or ``None``.
+        negatives: (K, D) float32 embeddings of the negative prompts (K may be 0).
+        logit_scale: CLIP's learned temperature (``encoder.logit_scale``; 100 for OpenAI CLIP).
+    """
+
+    target: np.ndarray
+    reference: Optional[np.ndarray]
+    negatives: np.ndarray
+    logit_scale: float
+
+
+@dataclass
+class BoxSet:
+    """The proposals of one frame, ready to be scored (build with :func:`prepare_boxes`).
+
+    Attributes:
+        boxes: (N, 4) float32 xyxy source pixels, clipped to the image (non-finite rows -> 0).
+        objectness: (N,) float32 proposal scores (tie-breaker only).
+        usable: (N,) bool: finite and at least one pixel wide and high inside the image;
+            unusable boxes are embedded (indices stay aligned) but never candidates.
+        color_target: (N,) float32 colour prior of the target's colours, or ``None`` (no colour).
+        color_reference: (N,) float32 colour prior of the reference's colours, or ``None``.
+        image_shape: ``(H, W)`` of the frame, pixels.
+    """
+
+    boxes: np.ndarray
+    objectness: np.ndarray
+    usable: np.ndarray
+    color_target: Optional[np.ndarray]
+    color_reference: Optional[np.ndarray]
+    image_shape: tuple
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+
+@dataclass
+class Scores:
+    """Per-proposal scores from one set of image embeddings (:func:`score_boxes`).
+
+    Attributes:
+        clip: (N,) float32 CLIP probability of the target in [0, 1].
+        fused: (N,) float32 target score fused with the colour prior, in [0, 1].
+        reference_fused: (N,) float32 fused score of the reference phrase, or ``None``.
+    """
+
+    clip: np.ndarray
+    fused: np.ndarray
+    reference_fused: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -119,7 +223,7 @@ class RankResult:
             detections before ``top_k``), best first.
         reference: the reference object used for a relation, or ``None``.
         reference_fused: (N,) float32 fused scores for the reference phrase, or ``None``.
-        mode: ranking mode used (``crop``, ``dense`` or ``cascade``).
+        mode: embedding mode used (``crop``, ``dense`` or ``cascade``).
         notes: human-readable remarks (fallbacks, ignored qualifiers, reasons for not found).
     """
 
@@ -148,18 +252,6 @@ class RankResult:
     @property
     def best(self) -> Optional[Detection]:
         return self.detections[0] if self.detections else None
-
-
-def _cfg(config: Any, name: str, default):
-    value = getattr(config, name, None) if config is not None else None
-    return default if value is None else value
-
-
-def _unit_interval(name: str, value) -> float:
-    v = float(value)
-    if not (0.0 <= v <= 1.0):
-        raise ValueError(f"{name} must be in [0, 1], got {v}")
-    return v
 
 
 def clip_probabilities(image_emb: np.ndarray, target_emb: np.ndarray, negative_emb: np.ndarray,
@@ -192,7 +284,17 @@ def clip_probabilities(image_emb: np.ndarray, target_emb: np.ndarray, negative_e
     return np.clip(np.nan_to_num(p, nan=0.0), 0.0, 1.0).astype(np.float32)
 
 
-def _color_score(rgb: np.ndarray, boxes: np.ndarray, color_words: Sequence[str]) -> Optional[np.ndarray]:
+def color_scores(rgb: np.ndarray, boxes: np.ndarray, color_words: Sequence[str]) -> Optional[np.ndarray]:
+    """Colour prior (module docstring, step 2) of each box for the named colours.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB.
+        boxes: (N, 4) float32 xyxy pixels inside the image.
+        color_words: colour words of the phrase (``ParsedCommand.colors``).
+
+    Returns:
+        (N,) float32 purity x completeness in [0, 1], or ``None`` when no colour is named.
+    """
     names = []
     for c in color_words:
         name = colormod.canonical_color(c)
@@ -204,121 +306,76 @@ def _color_score(rgb: np.ndarray, boxes: np.ndarray, color_words: Sequence[str])
     return (purity * completeness).astype(np.float32)
 
 
-def _fuse(clip: np.ndarray, color: Optional[np.ndarray], w: float) -> np.ndarray:
+def fuse(clip: np.ndarray, color: Optional[np.ndarray], w: float) -> np.ndarray:
+    """Convex blend ``(1 - w) * clip + w * color`` clipped to [0, 1]; ``clip`` when ``color`` is ``None``."""
     if color is None:
         return clip.astype(np.float32)
     return np.clip((1.0 - w) * clip + w * color, 0.0, 1.0).astype(np.float32)
 
 
-def _centers(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return (boxes[:, 0] + boxes[:, 2]) / 2.0, (boxes[:, 1] + boxes[:, 3]) / 2.0
+def prepare_boxes(rgb: np.ndarray, boxes: np.ndarray, objectness: Optional[np.ndarray], query: Query,
+                  timings: Optional[Timings] = None) -> BoxSet:
+    """Clip the proposals to the image, mark degenerate ones and compute the colour priors.
 
-
-def box_median_depth(depth: Optional[np.ndarray], boxes: np.ndarray) -> np.ndarray:
-    """Median of the valid (finite, > 0) depth inside each box.
+    Boxes are clipped to the image (outside it there are no pixels; this also bounds the
+    crop size of absurd boxes).  Non-finite boxes and boxes with less than one pixel of
+    width or height inside the image stay (indices aligned) but are never candidates.
 
     Args:
-        depth: (H, W) float depth in metres (NaN = invalid), or ``None``.
-        boxes: (N, 4) float boxes, pixels (rounded to whole pixels, clipped).
+        rgb: (H, W, 3) uint8 RGB image (checked by the caller).
+        boxes: (N, 4) float32 ``[x1, y1, x2, y2]`` proposals, source-image pixels.
+        objectness: (N,) float proposal scores (tie-breaker only), or ``None`` (zeros).
+        query: the command's :class:`Query` (its colours and the reference's).
+        timings: optional; receives ``color_prior`` milliseconds (when N > 0).
 
     Returns:
-        (N,) float64 metres, NaN where the box has no valid depth (all NaN without depth).
+        :class:`BoxSet`.
+
+    Raises:
+        ValueError: boxes not (N, 4); objectness of another length.
     """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    out = np.full((boxes.shape[0],), np.nan)
-    if depth is None:
-        return out
-    d = np.asarray(depth, dtype=np.float32)
-    h, w = d.shape[:2]
-    b = np.rint(np.nan_to_num(boxes)).astype(np.int64)
-    for i, (x1, y1, x2, y2) in enumerate(b):  # at most ~100 candidates; NumPy inside
-        x1, x2 = np.clip([x1, x2], 0, w)
-        y1, y2 = np.clip([y1, y2], 0, h)
-        patch = d[y1:y2, x1:x2]
-        valid = patch[np.isfinite(patch) & (patch > 0)]
-        if valid.size:
-            out[i] = float(np.median(valid))
-    return out
+    boxes = np.asarray(boxes, dtype=np.float32)
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be (N, 4), got {boxes.shape}")
+    n = boxes.shape[0]
+    obj = np.zeros((n,), np.float32) if objectness is None else np.asarray(objectness, np.float32).reshape(-1)
+    if obj.shape[0] != n:
+        raise ValueError(f"{n} boxes but {obj.shape[0]} objectness values")
+    finite = np.all(np.isfinite(boxes), axis=1)
+    boxes = clamp_boxes(np.where(finite[:, None], boxes, 0.0), rgb.shape[1], rgb.shape[0])
+    usable = finite & usable_boxes(boxes, 1.0)
+    color_t = color_r = None
+    if n:
+        t0 = time.perf_counter()
+        color_t = color_scores(rgb, boxes, query.command.colors)
+        color_r = color_scores(rgb, boxes, query.reference.colors) if query.reference is not None else None
+        if timings is not None:
+            timings.add("color_prior", (time.perf_counter() - t0) * 1e3)
+    return BoxSet(boxes=boxes, objectness=obj, usable=usable, color_target=color_t, color_reference=color_r,
+                  image_shape=tuple(int(v) for v in rgb.shape[:2]))
 
 
-def _order_spatial(kind: str, ordinal: int, boxes: np.ndarray, cand: np.ndarray,
-                   depth: Optional[np.ndarray], notes: list) -> Optional[np.ndarray]:
-    """Candidate indices (into boxes) with the chosen one first; ``None`` = not found."""
-    b = boxes[cand].astype(np.float64)
-    cx, cy = _centers(b)
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    if kind == "left":
-        key = cx
-    elif kind == "right":
-        key = -cx
-    elif kind == "top":
-        key = cy
-    elif kind == "bottom":
-        key = -cy
-    elif kind == "middle":
-        key = np.abs(cx - np.median(cx))
-    elif kind == "largest":
-        key = -area
-    elif kind == "smallest":
-        key = area
-    elif kind in ("nearest", "farthest"):
-        z = box_median_depth(depth, b)
-        if not np.isfinite(z).any():
-            notes.append(f"'{kind}' needs depth; none valid in the candidates: CLIP order kept")
-            key = np.zeros(len(cand))
-        else:
-            key = np.where(np.isfinite(z), z if kind == "nearest" else -z, np.inf)
-    else:
-        notes.append(f"unknown spatial qualifier '{kind}' ignored")
-        key = np.zeros(len(cand))
-    sorted_cand = cand[np.argsort(key, kind="stable")]  # stable: ties keep the fused order
-    k = max(int(ordinal), 1) - 1
-    if k >= len(sorted_cand):
-        notes.append(f"only {len(sorted_cand)} candidate(s): no {k + 1}. in '{kind}' order")
-        return None
-    chosen = sorted_cand[k]
-    return np.concatenate([[chosen], cand[cand != chosen]]).astype(np.int64)
+def score_boxes(image_emb: np.ndarray, texts: TextEmbeddings, box_set: BoxSet, color_prior_weight: float) -> Scores:
+    """CLIP probabilities and fused scores of every box (module docstring, steps 1-3).
 
+    Args:
+        image_emb: (N, D) float32 unit-norm image embeddings, aligned with ``box_set.boxes``.
+        texts: :class:`TextEmbeddings` of the query.
+        box_set: the frame's :class:`BoxSet` (its colour priors).
+        color_prior_weight: ``w`` of the convex blend, in [0, 1].
 
-def _order_relation(relation: str, ref_box: np.ndarray, boxes: np.ndarray, cand: np.ndarray,
-                    fused: np.ndarray, depth: Optional[np.ndarray], diag: float, r: float,
-                    notes: list) -> Optional[np.ndarray]:
-    b = boxes[cand].astype(np.float64)
-    cx, cy = _centers(b)
-    rb = np.asarray(ref_box, dtype=np.float64)
-    rcx, rcy = (rb[0] + rb[2]) / 2.0, (rb[1] + rb[3]) / 2.0
-    dist = np.hypot(cx - rcx, cy - rcy) / max(diag, 1e-9)
-    combined = (1.0 - r) * fused[cand] + r * (1.0 - np.clip(dist, 0.0, 1.0))
-    rel = relation
-    if rel in ("next to", "near"):
-        ok = np.ones(len(cand), bool)
-    elif rel == "left of":
-        ok = cx < rcx
-    elif rel == "right of":
-        ok = cx > rcx
-    elif rel == "above":
-        ok = cy < rcy
-    elif rel == "below":
-        ok = cy > rcy
-    elif rel in ("on", "in"):
-        ok = (cx >= rb[0]) & (cx <= rb[2]) & (cy <= rb[3])
-    elif rel in ("in front of", "behind"):
-        z = box_median_depth(depth, b)
-        zr = box_median_depth(depth, rb[None])[0]
-        if np.isfinite(zr) and np.isfinite(z).any():
-            ok = np.isfinite(z) & ((z < zr) if rel == "in front of" else (z > zr))
-        else:
-            notes.append(f"'{rel}' without valid depth: decided by image y (lower = nearer)")
-            ok = (cy > rcy) if rel == "in front of" else (cy < rcy)
-    else:
-        notes.append(f"unknown relation '{rel}': treated as 'near'")
-        ok = np.ones(len(cand), bool)
-    if not ok.any():
-        notes.append(f"no candidate {rel} the reference")
-        return None
-    sel = np.flatnonzero(ok)
-    chosen = cand[sel[np.argsort(-combined[sel], kind="stable")[0]]]
-    return np.concatenate([[chosen], cand[cand != chosen]]).astype(np.int64)
+    Returns:
+        :class:`Scores` (``reference_fused`` only when the reference is scored).
+    """
+    clip_t = clip_probabilities(image_emb, texts.target, texts.negatives, texts.logit_scale)
+    fused_t = fuse(clip_t, box_set.color_target, color_prior_weight)
+    if texts.reference is None:
+        return Scores(clip=clip_t, fused=fused_t)
+    clip_r = clip_probabilities(image_emb, texts.reference, texts.negatives, texts.logit_scale)
+    return Scores(clip=clip_t, fused=fused_t, reference_fused=fuse(clip_r, box_set.color_reference,
+                                                                   color_prior_weight))
 
 
 def _candidates(boxes: np.ndarray, fused: np.ndarray, objectness: np.ndarray, threshold: float,
@@ -372,192 +429,95 @@ def _make_detection(label: str, i: int, boxes: np.ndarray, fused: np.ndarray, cl
     )
 
 
-def _resolve_mode(mode: str, encoder) -> str:
-    mode = str(mode)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode == "auto":
-        return "crop" if str(getattr(encoder, "device", "cpu")).startswith("cuda") else "cascade"
-    return mode
+def _reference_box(query: Query, box_set: BoxSet, scores: Scores, image_emb: np.ndarray,
+                   texts: TextEmbeddings, threshold: float, reference_detections, result: RankResult):
+    """The reference box for a relation (or ``None``: not found, with a note); sets ``result.reference``."""
+    if reference_detections:
+        ref_det = reference_detections[0]
+        result.reference = ref_det
+        return np.asarray(ref_det.box, dtype=np.float32).reshape(4)
+    if query.reference is None:
+        return None
+    fused_r, usable, boxes = scores.reference_fused, box_set.usable, box_set.boxes
+    j = int(np.argmax(np.where(~usable, -1.0, fused_r)))
+    if fused_r[j] >= threshold and usable[j]:
+        clip_r = clip_probabilities(image_emb[j:j + 1], texts.reference, texts.negatives, texts.logit_scale)
+        color_r = box_set.color_reference
+        result.reference = _make_detection(query.reference.target, 0, boxes[j:j + 1], fused_r[j:j + 1], clip_r,
+                                           None if color_r is None else color_r[j:j + 1])
+        return boxes[j]
+    result.notes.append(f"reference '{query.reference.target}' not found (best {fused_r[j]:.2f} < {threshold:.2f})")
+    return None
 
 
-def rank(
-    rgb: np.ndarray,
-    boxes: np.ndarray,
-    objectness: Optional[np.ndarray],
-    command: ParsedCommand,
-    encoder,
-    config: Any = None,
-    depth: Optional[np.ndarray] = None,
-    reference_detections: Optional[Sequence[Detection]] = None,
-    timings: Optional[Timings] = None,
-) -> RankResult:
-    """Rank proposals for the commanded object (formulae in the module docstring).
-
-    Args:
-        rgb: (H, W, 3) uint8 RGB image.
-        boxes: (N, 4) float32 ``[x1, y1, x2, y2]`` proposals, source-image pixels;
-            clipped to the image (detections carry the clipped box); non-finite boxes
-            and boxes less than one pixel wide or high inside the image are never reported.
-        objectness: (N,) float proposal scores (tie-breaker only), or ``None``.
-        command: parsed command (``command.target`` is the object phrase); a
-            ``str`` is parsed with :func:`command.parse_command` (first command).
-        encoder: ``encode_texts(list[str]) -> (M, D)``, ``encode_boxes(rgb,
-            boxes, mode=...) -> (N, D)`` (unit-norm float32) and ``logit_scale``.
-        config: object with the attributes listed in the module docstring
-            (missing ones take the ``DEFAULT_*`` values); ``None`` = defaults.
-        depth: optional (H, W) float32 metres (NaN invalid) aligned to ``rgb``;
-            used for nearest/farthest and in front of/behind.  Another size is
-            ignored with a note.
-        reference_detections: optional ranked detections of the reference
-            object (e.g. from tracking); when given and non-empty, the first
-            one is the reference instead of scoring ``command.reference``.
-        timings: optional :class:`types.Timings` receiving ``encode_text``,
-            ``encode_boxes`` and ``color_prior`` milliseconds.
-
-    Returns:
-        :class:`RankResult` (list-like over its detections; empty = not found).
-
-    Raises:
-        ValueError: bad image / boxes shape, empty object phrase, a weight or
-            threshold outside [0, 1], unknown mode.
-    """
-    if isinstance(command, str):
-        parsed = parse_command(command).first
-        if parsed is None:
-            raise ValueError(f"no command in {command!r}")
-        command = parsed
-    target = (command.target or "").strip()
-    if not target:
-        raise ValueError("the command has no object phrase (target)")
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"rgb must be an (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
-    boxes = np.asarray(boxes, dtype=np.float32)
-    if boxes.size == 0:
-        boxes = boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must be (N, 4), got {boxes.shape}")
-    n = boxes.shape[0]
-    obj = np.zeros((n,), np.float32) if objectness is None else np.asarray(objectness, np.float32).reshape(-1)
-    if obj.shape[0] != n:
-        raise ValueError(f"{n} boxes but {obj.shape[0]} objectness values")
-    # Boxes are clipped to the image (outside it there are no pixels; this also bounds the crop
-    # size of absurd boxes).  Non-finite boxes and boxes with less than one pixel of width or
-    # height inside the image are encoded (indices stay aligned) but never candidates.
-    finite = np.all(np.isfinite(boxes), axis=1)
-    boxes = clamp_boxes(np.where(finite[:, None], boxes, 0.0), rgb.shape[1], rgb.shape[0])
-    unusable = ~finite | (boxes[:, 2] - boxes[:, 0] < 1.0) | (boxes[:, 3] - boxes[:, 1] < 1.0)
-
-    threshold = _unit_interval("score_threshold", _cfg(config, "score_threshold", DEFAULT_SCORE_THRESHOLD))
-    w = _unit_interval("color_prior_weight", _cfg(config, "color_prior_weight", DEFAULT_COLOR_PRIOR_WEIGHT))
-    r = _unit_interval("relation_weight", _cfg(config, "relation_weight", DEFAULT_RELATION_WEIGHT))
-    negatives = [str(p) for p in _cfg(config, "negative_prompts", DEFAULT_NEGATIVE_PROMPTS)]
-    top_k = int(_cfg(config, "top_k", DEFAULT_TOP_K))
-    cascade_k = max(1, int(_cfg(config, "cascade_top_k", DEFAULT_CASCADE_TOP_K)))
-    mode = _resolve_mode(_cfg(config, "mode", DEFAULT_MODE), encoder)
-
-    notes: list = []
-    result = RankResult(mode=mode, notes=notes)
-    if n == 0:
-        notes.append("no proposals")
-        return result
-    if depth is not None and np.asarray(depth).shape[:2] != rgb.shape[:2]:
-        notes.append(f"depth {np.asarray(depth).shape[:2]} not aligned to the image {rgb.shape[:2]}: ignored")
-        depth = None
-
-    # ---- which phrases -------------------------------------------------------------------------
-    use_reference = bool(command.relation and command.reference)
-    ref_given = bool(reference_detections)
-    ref_cmd: Optional[ParsedCommand] = None
-    if use_reference and not ref_given:
-        ref_cmd = parse_object_phrase(command.reference)
-        if not ref_cmd.target:
-            notes.append(f"reference '{command.reference}' names no object: not found")
-            ref_cmd = None
-    negatives = [p for p in negatives if p.strip().lower() != target.lower()]
-    phrases = [target] + ([ref_cmd.target] if ref_cmd is not None else [])
-
-    t0 = time.perf_counter()
-    text_emb = np.asarray(encoder.encode_texts(phrases + negatives), dtype=np.float32)
-    if timings is not None:
-        timings.add("encode_text", (time.perf_counter() - t0) * 1e3)
-    neg_emb = text_emb[len(phrases):]
-    logit_scale = float(encoder.logit_scale)
-
-    t0 = time.perf_counter()
-    color_t = _color_score(rgb, boxes, command.colors)
-    color_r = _color_score(rgb, boxes, ref_cmd.colors) if ref_cmd is not None else None
-    if timings is not None:
-        timings.add("color_prior", (time.perf_counter() - t0) * 1e3)
-
-    def score_all(img_emb: np.ndarray):
-        clip_t = clip_probabilities(img_emb, text_emb[0], neg_emb, logit_scale)
-        fused_t = _fuse(clip_t, color_t, w)
-        if ref_cmd is None:
-            return clip_t, fused_t, None
-        clip_r = clip_probabilities(img_emb, text_emb[1], neg_emb, logit_scale)
-        return clip_t, fused_t, _fuse(clip_r, color_r, w)
-
-    t0 = time.perf_counter()
-    if mode == "cascade" and n > cascade_k:
-        emb = np.asarray(encoder.encode_boxes(rgb, boxes, mode="dense"), dtype=np.float32)
-        _, fused_t, fused_r = score_all(emb)
-        sel = set(np.argsort(-fused_t, kind="stable")[:cascade_k].tolist())
-        if fused_r is not None:
-            sel |= set(np.argsort(-fused_r, kind="stable")[:cascade_k].tolist())
-        sel_idx = np.array(sorted(sel), dtype=np.int64)
-        emb = emb.copy()
-        emb[sel_idx] = np.asarray(encoder.encode_boxes(rgb, boxes[sel_idx], mode="crop"), dtype=np.float32)
-    else:
-        emb = np.asarray(encoder.encode_boxes(rgb, boxes, mode="crop" if mode == "cascade" else mode),
-                         dtype=np.float32)
-    if timings is not None:
-        timings.add("encode_boxes", (time.perf_counter() - t0) * 1e3)
-    clip_t, fused_t, fused_r = score_all(emb)
-    result.clip_prob, result.color_score, result.fused = clip_t, color_t, fused_t
-    result.reference_fused = fused_r
-
-    # ---- reference -----------------------------------------------------------------------------
-    exclude = unusable
-    ref_box = None
-    if use_reference:
-        if ref_given:
-            ref_det = reference_detections[0]
-            ref_box = np.asarray(ref_det.box, dtype=np.float32).reshape(4)
-            result.reference = ref_det
-        elif ref_cmd is not None:
-            j = int(np.argmax(np.where(unusable, -1.0, fused_r)))
-            if fused_r[j] >= threshold and not unusable[j]:
-                ref_box = boxes[j]
-                clip_r = clip_probabilities(emb[j:j + 1], text_emb[1], neg_emb, logit_scale)
-                result.reference = _make_detection(
-                    ref_cmd.target, 0, boxes[j:j + 1], fused_r[j:j + 1], clip_r,
-                    None if color_r is None else color_r[j:j + 1])
-            else:
-                notes.append(f"reference '{ref_cmd.target}' not found (best {fused_r[j]:.2f} < {threshold:.2f})")
-        if ref_box is None:
-            return result
-        exclude = unusable | (box_iou(boxes, ref_box[None])[:, 0] > REFERENCE_OVERLAP_IOU)
-
-    # ---- candidates ----------------------------------------------------------------------------
-    cand = _candidates(boxes, fused_t, obj, threshold, exclude)
-    if cand.size == 0:
-        notes.append(f"no proposal reaches score_threshold {threshold:.2f} for '{target}'")
-        return result
-
-    order: Optional[np.ndarray] = cand
+def _order(query: Query, box_set: BoxSet, cand: np.ndarray, fused: np.ndarray, ref_box: Optional[np.ndarray],
+           depth: Optional[np.ndarray], relation_weight: float, notes: list) -> Optional[np.ndarray]:
+    """Candidates with the chosen one first (relation, else spatial qualifier, else fused order)."""
+    command = query.command
     if ref_box is not None:
         if command.spatial is not None:
             notes.append(f"spatial qualifier '{command.spatial}' ignored: the relation to the reference decides")
-        h, wd = rgb.shape[:2]
-        order = _order_relation(command.relation, ref_box, boxes, cand, fused_t, depth,
-                                float(np.hypot(h, wd)), r, notes)
-    elif command.spatial is not None:
-        order = _order_spatial(command.spatial.kind, command.spatial.ordinal, boxes, cand, depth, notes)
+        h, w = box_set.image_shape
+        return order_relation(command.relation, ref_box, box_set.boxes, cand, fused, depth,
+                               float(np.hypot(h, w)), relation_weight, notes)
+    if command.spatial is not None:
+        return order_spatial(command.spatial.kind, command.spatial.ordinal, box_set.boxes, cand, depth, notes)
+    return cand
+
+
+def rank(box_set: BoxSet, image_emb: Optional[np.ndarray], texts: Optional[TextEmbeddings], query: Query,
+         config: RankingConfig, depth: Optional[np.ndarray] = None,
+         reference_detections: Optional[Sequence[Detection]] = None, mode: str = "crop") -> RankResult:
+    """Score and select the proposals of one frame (formulae in the module docstring).
+
+    Args:
+        box_set: the frame's proposals (:func:`prepare_boxes`).
+        image_emb: (N, D) float32 unit-norm image embeddings aligned with ``box_set.boxes``
+            (``embed.py``); ignored (may be ``None``) when N = 0.
+        texts: the query's :class:`TextEmbeddings` (may be ``None`` when N = 0).
+        query: the command's :class:`Query`.
+        config: :class:`params.RankingConfig` (``score_threshold``, ``color_prior_weight``,
+            ``relation_weight``, ``top_k``; values already validated).
+        depth: optional (H, W) float32 metres (NaN invalid) aligned to the image; used for
+            nearest/farthest and in front of/behind.  Another size is ignored with a note.
+        reference_detections: optional ranked detections of the reference object (e.g. from
+            tracking); when given and non-empty, the first one is the reference instead of
+            the best-scoring proposal for ``query.reference``.
+        mode: the embedding mode that produced ``image_emb`` (recorded in the result).
+
+    Returns:
+        :class:`RankResult` (list-like over its detections; empty = not found).
+    """
+    notes: list = []
+    result = RankResult(mode=mode, notes=notes)
+    if len(box_set) == 0:
+        notes.append("no proposals")
+        return result
+    if depth is not None and np.asarray(depth).shape[:2] != box_set.image_shape:
+        notes.append(f"depth {np.asarray(depth).shape[:2]} not aligned to the image {box_set.image_shape}: ignored")
+        depth = None
+    notes.extend(query.notes)
+    threshold = config.score_threshold
+    scores = score_boxes(image_emb, texts, box_set, config.color_prior_weight)
+    result.clip_prob, result.color_score, result.fused = scores.clip, box_set.color_target, scores.fused
+    result.reference_fused = scores.reference_fused
+
+    exclude = ~box_set.usable
+    ref_box = None
+    if query.uses_reference:
+        ref_box = _reference_box(query, box_set, scores, image_emb, texts, threshold, reference_detections, result)
+        if ref_box is None:
+            return result
+        exclude = exclude | (box_iou(box_set.boxes, ref_box[None])[:, 0] > REFERENCE_OVERLAP_IOU)
+
+    cand = _candidates(box_set.boxes, scores.fused, box_set.objectness, threshold, exclude)
+    if cand.size == 0:
+        notes.append(f"no proposal reaches score_threshold {threshold:.2f} for '{query.target}'")
+        return result
+    order = _order(query, box_set, cand, scores.fused, ref_box, depth, config.relation_weight, notes)
     if order is None:
         return result
     result.order = order
-    keep = order if top_k <= 0 else order[:top_k]
-    result.detections = [_make_detection(target, int(i), boxes, fused_t, clip_t, color_t) for i in keep]
+    result.detections = [_make_detection(query.target, int(i), box_set.boxes, scores.fused, scores.clip,
+                                         box_set.color_target) for i in order[:config.top_k]]
     return result

@@ -1,9 +1,9 @@
-"""ROS-free run-time state of the node: newest-frame slot, stamp pairing, command state and
-status policy, warning throttle.
+"""ROS-free run-time state of the node: newest-frame slot, stamp pairing (per camera:
+:class:`CameraInputs`), command state and status policy, warning throttle (:class:`WarningLog`).
 
-``node.py`` only wires these to ROS 2 subscriptions, publishers and services; everything
-here is plain Python so it can be unit-tested and reused (e.g. by a bag replay) without
-``rclpy``.  All methods are thread-safe: camera callbacks, the command topic, services and
+``node.py`` / ``node_camera.py`` only wire these to ROS 2 subscriptions, publishers and
+services, and :mod:`clip_perception.worker` runs the inference over them; everything here is
+plain Python so it can be unit-tested and reused (e.g. by a bag replay) without ``rclpy``.  All methods are thread-safe: camera callbacks, the command topic, services and
 the inference worker run on different threads.
 
 Policies:
@@ -16,9 +16,11 @@ Policies:
   per-topic buffers (the last 10); the one with the stamp nearest to the colour image's
   stamp is used when it is within ``sync_slop`` seconds (the approximate-time idea of
   ``message_filters``, without the dependency).  A zero stamp never pairs.
-* **Commands** (:class:`CommandState`): a text that parses to ``no_command`` (empty, filler,
-  speech-to-text artefacts such as ``[BLANK_AUDIO]`` or "Thank you.") or ``unsupported``
-  (non-English) is ignored and the current target kept; the status line says so.  An
+* **Commands** (:class:`CommandState`, a :class:`dialogue.Dialogue`): a text that parses to
+  ``no_command`` (empty, filler, speech-to-text artefacts such as ``[BLANK_AUDIO]`` or "Thank
+  you.") or ``unsupported`` (non-English) is ignored and the current target kept; the status
+  line says so.  "stop" / "cancel" clear the command (status ``stopped``); corrections and
+  pronouns are resolved against the current command and target (see :mod:`dialogue`).  An
   "A and then B" utterance looks for A now; B, ... are named in the status line
   ("... (after that: blue cup — send it when A is done)") and are *not* queued: the node
   cannot know when the robot has finished with A, so the caller sends the next command.
@@ -36,8 +38,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from .command import CommandParse, ParsedCommand, parse_command
+from .dialogue import CommandSnapshot, Dialogue, DialogueUpdate, describe_ignored
 
-__all__ = ["LatestSlot", "StampBuffer", "Throttle", "CommandState", "CommandUpdate", "CommandSnapshot"]
+__all__ = ["LatestSlot", "StampBuffer", "Throttle", "WarningLog", "CameraInputs", "CommandState", "CommandUpdate",
+           "CommandSnapshot", "Waiter"]
+
+#: depth / camera_info messages kept per camera for stamp pairing.
+PAIR_BUFFER = 10
 
 
 class LatestSlot:
@@ -152,113 +159,156 @@ class Throttle:
             return True
 
 
+class WarningLog:
+    """Throttled warnings: each key logged at most once per period, the recent texts kept.
+
+    Args:
+        log: called with the text of every warning let through (the node's logger).
+        period_s: returns the current throttle period in seconds (``no_image_warn_s``).
+        keep: texts kept in :attr:`recent` (oldest dropped first).
+    """
+
+    def __init__(self, log: Callable[[str], None], period_s: Callable[[], float], keep: int = 200) -> None:
+        self._log = log
+        self._period_s = period_s
+        self._keep = int(keep)
+        self.throttle = Throttle()
+        #: the warnings let through, most recent last (tests assert on them).
+        self.recent: list = []
+
+    def warn(self, key: str, text: str) -> bool:
+        """Log ``text`` unless ``key`` was logged within the period; True when it was logged."""
+        if not self.throttle.allow(key, self._period_s()):
+            return False
+        self._log(text)
+        self.recent.append(text)
+        del self.recent[:-self._keep]
+        return True
+
+
+class CameraInputs:
+    """The ROS-free input state of one camera: the newest colour message and the depth /
+    camera_info messages buffered for stamp pairing.
+
+    The node's camera callbacks call :meth:`put_image`, :meth:`put_depth`, :meth:`put_info`
+    with the message and its header stamp in integer nanoseconds; the worker takes the newest
+    colour message with :meth:`take` and pairs it (:meth:`nearest_pair`).  Messages are opaque
+    here (only the worker reads their fields, duck-typed).
+
+    Args:
+        name: camera namespace ("" for a single camera).
+        image_topic: resolved colour topic name (for warnings).
+        compressed: the colour messages are ``CompressedImage``.
+        depth_compressed: the depth messages are ``compressedDepth`` ``CompressedImage``.
+        wake: event set whenever a colour message arrives (wakes the worker).
+    """
+
+    def __init__(self, name: str, image_topic: str = "", *, compressed: bool = False,
+                 depth_compressed: bool = False, wake: Optional[threading.Event] = None) -> None:
+        self.name = name
+        self.image_topic = image_topic
+        self.compressed = bool(compressed)
+        self.depth_compressed = bool(depth_compressed)
+        self.slot = LatestSlot()
+        self.depth = StampBuffer(PAIR_BUFFER)
+        self.info = StampBuffer(PAIR_BUFFER)
+        #: ``time.monotonic()`` of the last colour message (``None`` before the first).
+        self.last_image_time: Optional[float] = None
+        #: the subscription's QoS in words, for the no-image warning (set by the adapter).
+        self.qos_description = ""
+        self.wake = wake if wake is not None else threading.Event()
+
+    def put_image(self, msg: Any, stamp_ns: int) -> None:
+        """Store the newest colour message (overwrites an untaken one) and wake the worker."""
+        self.last_image_time = time.monotonic()
+        self.slot.put((msg, int(stamp_ns)))
+        self.wake.set()
+
+    def put_depth(self, msg: Any, stamp_ns: int) -> None:
+        self.depth.add(stamp_ns, msg)
+
+    def put_info(self, msg: Any, stamp_ns: int) -> None:
+        self.info.add(stamp_ns, msg)
+
+    def take(self) -> Optional[tuple]:
+        """``(colour message, stamp ns)`` of the newest frame, or ``None`` when none arrived."""
+        return self.slot.take()
+
+    def nearest_pair(self, stamp_ns: int, slop_s: float, wait_s: float, stop: threading.Event) -> tuple:
+        """Depth and camera_info nearest to ``stamp_ns`` within ``slop_s`` seconds.
+
+        A stream that is alive but has not reached the frame's stamp yet
+        (:meth:`StampBuffer.may_still_pair`: depth is often published just after colour) is
+        waited for, at most ``wait_s`` wall-clock seconds, or until ``stop`` is set.
+
+        Returns:
+            ``(depth pair, info pair)``, each ``(message, |difference| s)`` or ``None``.
+        """
+        depth_pair = self.depth.nearest(stamp_ns, slop_s)
+        info_pair = self.info.nearest(stamp_ns, slop_s)
+        deadline = time.monotonic() + wait_s
+        while ((depth_pair is None and self.depth.may_still_pair(stamp_ns))
+               or (info_pair is None and self.info.may_still_pair(stamp_ns))) and time.monotonic() < deadline:
+            if stop.wait(0.005):
+                break
+            depth_pair = depth_pair or self.depth.nearest(stamp_ns, slop_s)
+            info_pair = info_pair or self.info.nearest(stamp_ns, slop_s)
+        return depth_pair, info_pair
+
+    def describe_missing(self, depth_pair, info_pair) -> tuple:
+        """``(missing names, details)`` for the "no depth / camera_info within sync_slop" warning."""
+        missing = [name for name, pair in (("depth", depth_pair), ("camera_info", info_pair)) if pair is None]
+        details = []
+        for name, buf in (("depth", self.depth), ("camera_info", self.info)):
+            newest = buf.newest_stamp_ns
+            details.append(f"newest {name} stamp " + ("none" if newest is None else f"{newest * 1e-9:.3f}"))
+        return missing, details
+
+
 @dataclass
 class CommandUpdate:
     """Outcome of :meth:`CommandState.submit`.
 
     Attributes:
-        accepted: the text held a command and it is now the current one.
+        accepted: the text changed the conversation (a command, correction or stop) -- see
+            ``update.kind``.
         target: the object phrase now looked for (the previous one when not accepted;
-            ``""`` when there is none).
-        status: the status line to publish ("looking for: red ball", "ignored: ...").
+            ``""`` when there is none, e.g. after "stop").
+        status: the status line to publish ("looking for: red ball", "stopped", "ignored: ...").
         parse: the full parse of the text.
+        update: the :class:`dialogue.DialogueUpdate` it came from (state, active command, kind).
     """
 
     accepted: bool
     target: str
     status: str
     parse: CommandParse
+    update: Optional[DialogueUpdate] = None
 
 
-@dataclass
-class CommandSnapshot:
-    """The command the worker uses for one frame.
+class CommandState(Dialogue):
+    """The node's command state: a :class:`dialogue.Dialogue` (stop, corrections, pronouns,
+    exclusions, current target) with the node's original ``submit`` -> :class:`CommandUpdate`.
 
-    Attributes:
-        text: raw text as received ("" when none).
-        command: first parsed command, or ``None`` when there is no command yet.
-        generation: increases with every accepted command (status of stale frames is dropped).
-    """
-
-    text: str = ""
-    command: Optional[ParsedCommand] = None
-    generation: int = 0
-
-
-def describe_ignored(text: str, parse: CommandParse) -> str:
-    """Short reason why ``text`` was not taken as a command, e.g. ``no command ([BLANK_AUDIO])``."""
-    shown = " ".join(str(text).split())
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
-    shown = shown or "empty"
-    kind = "no command" if parse.status == "no_command" else "unsupported"
-    line = f"{kind} ({shown})"
-    if parse.reason:
-        line += f": {parse.reason}"
-    return line
-
-
-class CommandState:
-    """The current command and the status policy (see the module docstring).
+    ``snapshot()``, ``observe()`` and ``later`` are the dialogue's (same meaning as before;
+    ``snapshot()`` is a :class:`dialogue.CommandSnapshot`, which adds ``state``, ``excluded`` and
+    ``current``).
 
     Args:
         parser: text -> :class:`CommandParse` (``command.parse_command``).
     """
 
     def __init__(self, parser: Callable[[str], CommandParse] = parse_command) -> None:
-        self._parser = parser
-        self._lock = threading.Lock()
-        self._snap = CommandSnapshot()
-        self._later: list = []
-        self._found: Optional[bool] = None
-
-    def snapshot(self) -> CommandSnapshot:
-        with self._lock:
-            return self._snap
-
-    @property
-    def later(self) -> list:
-        """Targets named after the first in the last accepted "and then" utterance (not queued)."""
-        with self._lock:
-            return list(self._later)
+        super().__init__(parser)
 
     def submit(self, text: str) -> CommandUpdate:
-        """Parse ``text``; make it the current command when it holds one.
+        """Hear ``text`` (:meth:`dialogue.Dialogue.hear`).
 
         Returns:
             :class:`CommandUpdate` with the status line to publish (always one).
         """
-        text = "" if text is None else str(text)
-        parse = self._parser(text)
-        with self._lock:
-            current = self._snap.command
-            if not parse.ok:
-                keep = f"; still looking for: {current.target}" if current is not None else ""
-                return CommandUpdate(False, current.target if current else "",
-                                     f"ignored: {describe_ignored(text, parse)}{keep}", parse)
-            first = parse.commands[0]
-            self._snap = CommandSnapshot(text=text, command=first, generation=self._snap.generation + 1)
-            self._later = [c.target for c in parse.commands[1:]]
-            self._found = None
-            status = f"looking for: {first.target}"
-            if self._later:
-                status += f" (after that: {', '.join(self._later)} — send it when this one is done)"
-            return CommandUpdate(True, first.target, status, parse)
-
-    def observe(self, generation: int, found: bool, line: str) -> Optional[str]:
-        """Record a processed frame's found / not-found state for command ``generation``.
-
-        Returns:
-            ``line`` when the state changed for the current command (first frame after a new
-            command included), else ``None`` (also for frames of an older command).
-        """
-        with self._lock:
-            if generation != self._snap.generation or self._snap.command is None:
-                return None
-            if self._found is not None and self._found == bool(found):
-                return None
-            self._found = bool(found)
-            return line
+        up = self.hear(text)
+        return CommandUpdate(up.accepted, up.target, up.message, up.parse, up)
 
 
 @dataclass

@@ -5,7 +5,10 @@ dtype float32, rows ``[x1, y1, x2, y2]`` in source-image pixels, where
 ``(x1, y1)`` is the top-left pixel edge and ``(x2, y2)`` the bottom-right
 edge (exclusive), so ``width = x2 - x1``.  This maps to
 ``sensor_msgs/RegionOfInterest`` as ``x_offset = x1, y_offset = y1,
-width = x2 - x1, height = y2 - y1`` (after rounding to whole pixels).
+width = x2 - x1, height = y2 - y1`` after rounding each edge to a whole pixel with the
+one rounding rule of ``boxes.py`` (nearest, halves to even).
+
+Images: colour frames are (H, W, 3) uint8 RGB arrays; :func:`check_rgb` is the one check.
 """
 
 from __future__ import annotations
@@ -14,6 +17,29 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+
+from .boxes import box_to_roi
+
+
+def check_rgb(rgb, allow_empty: bool = True) -> np.ndarray:
+    """``rgb`` as an (H, W, 3) uint8 NumPy array, or a ``ValueError`` that says what it is instead.
+
+    Args:
+        rgb: the image to check (any object).
+        allow_empty: accept H = 0 or W = 0 (a 0-size frame: nothing to find).
+
+    Returns:
+        ``np.asarray(rgb)`` (no copy).
+
+    Raises:
+        ValueError: not an array of shape (H, W, 3) and dtype uint8 (or empty when not allowed).
+    """
+    a = rgb if isinstance(rgb, np.ndarray) else None
+    if a is None or a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8 or \
+            (not allow_empty and (a.shape[0] == 0 or a.shape[1] == 0)):
+        raise ValueError(f"rgb must be an (H, W, 3) uint8 array, got {getattr(rgb, 'shape', None)} "
+                         f"{getattr(rgb, 'dtype', type(rgb).__name__)}")
+    return a
 
 
 @dataclass
@@ -46,9 +72,8 @@ class Detection:
 
     @property
     def roi(self) -> tuple[int, int, int, int]:
-        """``(x_offset, y_offset, width, height)`` in whole pixels (RegionOfInterest)."""
-        x1, y1, x2, y2 = (int(round(float(v))) for v in self.box)
-        return x1, y1, max(0, x2 - x1), max(0, y2 - y1)
+        """``(x_offset, y_offset, width, height)`` in whole pixels (RegionOfInterest; ``boxes.box_to_roi``)."""
+        return box_to_roi(self.box)
 
     @property
     def has_position(self) -> bool:

@@ -1,15 +1,33 @@
-# Included through CMAKE_PROJECT_INCLUDE by scripts/build_interfaces.sh when the
-# interfaces are built against the ROS 2 Kilted wheels from PyPI (no ROS install).
-# Not used under colcon with a ROS 2 distribution.
+# The ROS 2 wheels' CMake fix-ups, for a build of this package against the ROS 2 Kilted wheels
+# from PyPI (no ROS install). Included through CMAKE_PROJECT_INCLUDE, which the venv's colcon
+# defaults file passes (.venv/colcon/defaults.yaml, named by COLCON_DEFAULTS_FILE in
+# .venv/bin/activate; both written by scripts/setup_env.sh). Never used on a real ROS 2 install,
+# where `colcon build` needs no extra argument; every step below is a no-op there anyway.
 #
-# The wheels' exported CMake targets (<pkg>__rosidl_generator_py) name include folders
-# of the machine they were built on (/opt/python/cp311-cp311/include/python3.11 and
-# .../site-packages/numpy/_core/include); CMake's generate step rejects targets with
-# non-existent include folders.  Our venv also lies inside the source tree, and CMake
-# refuses to export include folders below the source directory.  At the end of the
-# top-level directory (after every find_package) we rewrite those paths: the build
-# machine's folders become this interpreter's, and folders inside the source tree are
-# kept for the build only ($<BUILD_INTERFACE:...>).
+# 1. AMENT_PREFIX_PATH: rosidl looks up its type support generators in the ament index of
+#    $ENV{AMENT_PREFIX_PATH}, which a sourced ROS distribution sets and the wheels do not. The
+#    prefix that holds ament_cmake_core (the venv) is added for this configure run only.
+# 2. The wheels' exported CMake targets (<pkg>__rosidl_generator_py) name include folders
+#    of the machine they were built on (/opt/python/cp311-cp311/include/python3.11 and
+#    .../site-packages/numpy/_core/include); CMake's generate step rejects targets with
+#    non-existent include folders.  The venv may also lie inside the source tree (a build in the
+#    repository root), and CMake refuses to export include folders below the source directory.
+#    At the end of the top-level directory (after every find_package) we rewrite those paths:
+#    the build machine's folders become this interpreter's, and folders inside the source tree
+#    are kept for the build only ($<BUILD_INTERFACE:...>).
+
+find_package(ament_cmake_core QUIET)
+if(ament_cmake_core_FOUND)
+  get_filename_component(_clip_perception_wheels_prefix "${ament_cmake_core_DIR}/../../.." ABSOLUTE)
+  string(REPLACE ":" ";" _clip_perception_ament_prefixes "$ENV{AMENT_PREFIX_PATH}")
+  if(NOT _clip_perception_wheels_prefix IN_LIST _clip_perception_ament_prefixes)
+    if("$ENV{AMENT_PREFIX_PATH}" STREQUAL "")
+      set(ENV{AMENT_PREFIX_PATH} "${_clip_perception_wheels_prefix}")
+    else()
+      set(ENV{AMENT_PREFIX_PATH} "${_clip_perception_wheels_prefix}:$ENV{AMENT_PREFIX_PATH}")
+    endif()
+  endif()
+endif()
 
 function(_clip_perception_fix_wheel_targets)
   find_package(Python3 REQUIRED COMPONENTS Interpreter Development.Module NumPy)

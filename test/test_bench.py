@@ -4,14 +4,11 @@ Correctness only -- no assertion is about timing (the figures live in the bench 
 
 * every ranking mode (crop, dense, cascade) picks the same top-1 as ``crop`` on sim scenes
   whose answer is clear, with the colour test encoder (``fake_encoders.ColorTestEncoder``)
-  through ``pipeline.Detector`` and through ``ranking.rank`` on the bench's padded proposals;
+  through ``pipeline.Detector`` and through ``pipeline.rank_boxes`` on the bench's padded proposals;
 * the real ViT-B-32 (random weights) ``ClipEncoder`` runs every mode end to end (shapes,
   ranges, stage timings);
-* the CPU crop backend (Pillow on a thread pool) gives the same uint8 values as the batched
-  matrix-product backend; parity of the batched crop path with open_clip's per-crop
-  ``preprocess`` (within 1/255, in fact identical) is ``test_encoder.py::
-  test_crop_batch_matches_open_clip_preprocess`` and ``test_batched_resize_is_bit_exact_with_pillow``
-  (not repeated here);
+* the crop backends (Pillow, torchvision) and their parity with open_clip's ``preprocess``
+  are tested in ``test_crops.py`` (not repeated here);
 * proposals are padded / capped to exactly ``--proposals`` boxes;
 * ``bench --frames 3 --json`` (small settings) emits every field of the report;
 * ``--age-run`` measures detections' age through the in-process node.
@@ -29,13 +26,13 @@ import numpy as np
 import pytest
 import torch
 
-from clip_perception import ranking
 from clip_perception.tools import bench
 from clip_perception.command import parse_command
-from clip_perception.encoder import ClipEncoder, batched_square_crops, pil_square_crops, square_regions
+from clip_perception.encoder import ClipEncoder
 from clip_perception.params import make_config
-from clip_perception.pipeline import Detector
-from clip_perception.proposals import box_iou, propose
+from clip_perception.pipeline import Detector, rank_boxes
+from clip_perception.boxes import box_iou
+from clip_perception.proposals import propose
 from clip_perception.sim.scene import make_scene
 
 from fake_encoders import ColorTestEncoder
@@ -112,7 +109,7 @@ def test_detector_modes_same_top1_as_crop_on_clear_scene(clear_frames, scene_nam
 
 @pytest.mark.parametrize("scene_name", list(CLEAR_SCENES))
 def test_rank_modes_same_top1_on_padded_bench_proposals(clear_frames, scene_name):
-    """ranking.rank on the bench's exactly-N padded proposals: every mode picks the crop mode's index."""
+    """pipeline.rank_boxes on the bench's exactly-N padded proposals: every mode picks the crop mode's index."""
     fr = clear_frames[scene_name]
     boxes, obj = propose(fr.rgb, depth=fr.depth, K=fr.K, methods=("selective_search", "contours", "depth"),
                          max_proposals=40)
@@ -121,7 +118,7 @@ def test_rank_modes_same_top1_on_padded_bench_proposals(clear_frames, scene_name
     top = {}
     for mode in OUR_MODES:
         cfg = make_config({"pretrained": "none", "mode": mode})
-        res = ranking.rank(fr.rgb, boxes, obj, cmd, ColorTestEncoder(), cfg, depth=fr.depth)
+        res = rank_boxes(fr.rgb, boxes, obj, cmd, ColorTestEncoder(), cfg, depth=fr.depth)
         assert res.mode == mode and len(res.detections) > 0
         top[mode] = int(res.order[0])
     assert top["dense"] == top["crop"] and top["cascade"] == top["crop"]
@@ -196,41 +193,6 @@ def test_detect_many_batches_cameras_and_equals_per_frame_results(clear_frames, 
         assert common and got.detections[0].roi in want_scores
         for d in common:
             assert d.score == pytest.approx(want_scores[d.roi], abs=1e-3)
-
-
-# ----------------------------------------------------------------------------- crop backends
-
-def test_pillow_crop_backend_equals_matmul_backend_on_sim_frame(clear_frames):
-    """CPU backend (Pillow per crop, thread pool) == batched matmul backend, uint8 for uint8, incl. padded crops."""
-    fr = clear_frames["ball_right_among_three"]
-    boxes, obj = propose(fr.rgb, methods=("selective_search", "contours"), max_proposals=30)
-    boxes, _ = bench.pad_proposals(boxes, obj, W, H, 30)
-    boxes = np.concatenate([boxes, [[-20, -10, 40, 60], [300, 200, 320, 240], [0, 0, W, H]]]).astype(np.float32)
-    regions = square_regions(boxes, 0.1)
-    fill = (123, 117, 104)
-    for interp in ("bicubic", "bilinear"):
-        a = pil_square_crops(fr.rgb, regions, (224, 224), fill, interp)
-        b = batched_square_crops(torch.from_numpy(fr.rgb), regions, (224, 224), fill, interp)
-        assert a.shape == b.shape == (len(boxes), 3, 224, 224)
-        assert torch.equal(a, b), interp
-
-
-def test_encoder_backend_selection_and_cpu_batch_cap(clip_encoder):
-    """auto -> pillow on CPU; CPU forwards are chunked to CPU_MAX_BATCH; bad values raise."""
-    from clip_perception import encoder as E
-
-    assert clip_encoder.crop_backend == "pillow"
-    assert clip_encoder.max_batch == E.CPU_MAX_BATCH
-    seen = []
-    clip_encoder.fault_hook = lambda x: seen.append(int(x.shape[0]))
-    try:
-        rgb = np.full((64, 64, 3), 90, np.uint8)
-        clip_encoder.encode_boxes(rgb, np.tile(np.array([[4, 4, 40, 40]], np.float32), (E.CPU_MAX_BATCH + 3, 1)))
-    finally:
-        clip_encoder.fault_hook = None
-    assert seen == [E.CPU_MAX_BATCH, 3]
-    with pytest.raises(ValueError):
-        ClipEncoder("ViT-B-32", pretrained="none", device="cpu", crop_backend="opencv")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -353,7 +315,7 @@ def test_age_run_with_in_process_node():
     cfg = make_config({"pretrained": "none", "device": "cpu", "mode": "crop", "score_threshold": 0.0})
     import torch
 
-    from clip_perception.encoder import resolve_cpu_threads
+    from clip_perception.device import resolve_cpu_threads
 
     before = torch.get_num_threads()
     out = bench.age_run(ColorTestEncoder(), frames, 2.0, cfg, COMMAND)

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clip_perception import command
-from clip_perception.command import (ACTIONS, MAX_COMMAND_CHARS, MAX_INPUT_CHARS, RELATION_KINDS, SPATIAL_KINDS,
-                                     parse_command)
+from clip_perception import command, utterance
+from clip_perception.command import (ACTIONS, CORRECTION_KINDS, DESTINATION_RELATION_KINDS, INTENTS, MAX_COMMAND_CHARS,
+                                     MAX_INPUT_CHARS, PLACE_ACTION, RELATION_KINDS, SPATIAL_KINDS, parse_command)
+from clip_perception.dialogue import Dialogue
 from clip_perception.colors import COLOR_NAMES
 
 EXAMPLES = int(os.environ.get("CLIP_PERCEPTION_FUZZ_EXAMPLES", "200"))
@@ -27,11 +28,33 @@ SPECIAL = ["\u202e", "\u200f", "\u200d", "\u0000", "\x1b[31m", "\ufeff", "\ud800
            "\r\n", "\t", "[BLANK_AUDIO]", "(inaudible)", "*cough*", "♪", "<|endoftext|>", "[", "(", "*", "-", "'"]
 VOCAB = sorted({w for key in ACTIONS for w in key} | {"the", "a", "red", "white", "and", "then", "ball", "cup",
                                                       "left", "right", "of", "next", "to", "on", "second", "from",
-                                                      "um", "like", ",", ".", "robot", "please", "nearest", "it"})
+                                                      "um", "like", ",", ".", "robot", "please", "nearest", "it",
+                                                      "put", "place", "move", "into", "onto", "top", "beside",
+                                                      "behind", "front", "in", "down", "stop", "cancel", "never",
+                                                      "mind", "no", "not", "that", "one", "other", "another",
+                                                      "actually", "meant", "i", "shelf", "bigger", "kind",
+                                                      "you", "know", "uh", "instead", "this", "them"})
 MIXED = st.lists(st.one_of(st.sampled_from(VOCAB), st.sampled_from(SPECIAL), st.text(ANY_CHAR, max_size=8)),
                  max_size=30).map(" ".join)
 
-ACTION_VALUES = set(ACTIONS.values()) | {"find"}
+ACTION_VALUES = set(ACTIONS.values()) | {"find", PLACE_ACTION}
+
+
+def _check_command(c, named=True):
+    if named or not c.refers_to_current:
+        assert c.target and c.target == c.target.strip()
+        assert c.noun
+    else:
+        assert c.target == "" or c.target == c.target.strip()
+    assert c.action in ACTION_VALUES
+    assert set(c.colors) <= set(COLOR_NAMES)
+    assert c.spatial is None or (c.spatial.kind in SPATIAL_KINDS and c.spatial.ordinal >= 1)
+    assert c.relation is None or (c.relation in RELATION_KINDS and c.reference)
+    assert (c.destination is None) == (c.destination_relation is None)
+    if c.destination is not None:
+        assert c.action == PLACE_ACTION and c.destination_relation in DESTINATION_RELATION_KINDS
+        assert c.destination.target and c.destination.destination is None
+    c.summary()
 
 
 def _check_valid(res):
@@ -43,14 +66,16 @@ def _check_valid(res):
         assert len(res.commands) <= command.MAX_COMMANDS
     else:
         assert res.commands == [] and res.reason
+    assert res.intent in INTENTS
     for c in res.commands:
-        assert c.target and c.target == c.target.strip()
-        assert c.noun
-        assert c.action in ACTION_VALUES
-        assert set(c.colors) <= set(COLOR_NAMES)
-        assert c.spatial is None or (c.spatial.kind in SPATIAL_KINDS and c.spatial.ordinal >= 1)
-        assert c.relation is None or (c.relation in RELATION_KINDS and c.reference)
-        c.summary()
+        _check_command(c)
+    for c in res.actions:
+        _check_command(c, named=False)
+    assert all(any(c is a for a in res.actions) for c in res.commands)
+    if res.correction is not None:
+        assert res.intent == "correction" and res.correction.kind in CORRECTION_KINDS
+    if res.intent == "stop":
+        assert res.status == "no_command" and not res.actions
     json.dumps(res.to_dict())
 
 
@@ -75,7 +100,7 @@ def test_vocabulary_mixed_with_noise_never_raises(text):
 def test_100k_characters_reads_only_the_cap(monkeypatch):
     """Case: a 100,000-char input: only MAX_INPUT_CHARS are read, MAX_COMMAND_CHARS tokenised (bounded work)."""
     seen = {"tokenize": 0, "strip": 0}
-    real_tokenize, real_strip = command._tokenize, command._strip_controls
+    real_tokenize, real_strip = utterance.tokenize, utterance.strip_controls
 
     def tokenize(text):
         seen["tokenize"] = max(seen["tokenize"], len(text))
@@ -87,8 +112,8 @@ def test_100k_characters_reads_only_the_cap(monkeypatch):
             assert len(text) <= MAX_INPUT_CHARS
         return real_strip(text)
 
-    monkeypatch.setattr(command, "_tokenize", tokenize)
-    monkeypatch.setattr(command, "_strip_controls", strip)
+    monkeypatch.setattr(utterance, "tokenize", tokenize)
+    monkeypatch.setattr(utterance, "strip_controls", strip)
     head = "pick up the red ball "
     for filler in ("x" * 100_000, ("and then the cup " * 7000)[:100_000], "[" * 100_000, "(" * 100_000,
                    "*a" * 50_000, "a-" * 50_000, "a'" * 50_000, "\u202e" * 100_000, "♪" * 100_000,
@@ -97,7 +122,7 @@ def test_100k_characters_reads_only_the_cap(monkeypatch):
         res = parse_command(text)
         _check_valid(res)
         assert "only the first" in res.reason
-        assert seen["tokenize"] <= MAX_COMMAND_CHARS
+        assert 0 < seen["tokenize"] <= MAX_COMMAND_CHARS and seen["strip"] >= 1
         # nothing after the cap influences the result
         assert parse_command(text[:MAX_INPUT_CHARS] + "zzz grab the blue cup").commands == res.commands
 
@@ -189,3 +214,70 @@ def test_non_latin_sentences_are_unsupported_never_guessed(sentence, suffix):
     Hangul, CJK), with punctuation / emoji / RTL mark: always "unsupported", never a command."""
     res = parse_command(sentence + suffix)
     assert res.status == "unsupported" and res.commands == [], (sentence, res)
+
+
+# --- the pick-and-place / stop / correction grammar -----------------------------------------
+
+OBJECTS = st.sampled_from(["the red ball", "the cup", "it", "that one", "the the blue blue box", "the like green "
+                           "bottle", "the cereal box on the top shelf", "the second mug from the left", "them"])
+PLACE_VERB = st.sampled_from(["put", "place", "move", "drop", "set", "stack", "throw", "pick up"])
+DEST_REL = st.sampled_from(["in", "into", "on", "onto", "on top of", "next to", "beside", "to the left of",
+                            "right of", "in front of", "behind", "under", "to", ""])
+NOISE = st.sampled_from(["", "um, ", "uh ", "robot, ", "please ", "no, ", "actually ", "[BLANK_AUDIO] ", "\u202e"])
+TAIL = st.sampled_from(["", ".", "!", " please", " thanks", ", robot", " and then the cup", " instead"])
+UTTERANCE = st.builds(lambda n, v, o, r, d, t: f"{n}{v} {o} {r} {d}{t}", NOISE, PLACE_VERB, OBJECTS, DEST_REL,
+                      OBJECTS, TAIL)
+CORRECTION = st.builds(lambda n, a, b, t: f"{n}{a}{b}{t}", NOISE,
+                       st.sampled_from(["no, ", "not that one, ", "", "the wrong one. ", "I meant "]),
+                       st.sampled_from(["the other one", "the blue one", "the one on the left", "the bigger one",
+                                        "the other cup", "the one next to the plate", "stop", "never mind",
+                                        "the mug", "put it in the box", ""]), TAIL)
+
+
+@FUZZ
+@given(st.one_of(UTTERANCE, CORRECTION))
+def test_grammar_sentences_are_valid_and_deterministic(text):
+    """Case: generated pick-and-place / correction / stop sentences with noise parse to a valid,
+    deterministic result; a pick-and-place result always names a canonical destination relation."""
+    res = command._parse(text)
+    _check_valid(res)
+    assert parse_command(text) == res
+
+
+@FUZZ
+@given(st.one_of(UTTERANCE, CORRECTION))
+def test_fillers_and_stutters_are_idempotent(text):
+    """Case: doubling every word ("the the red red ball") and adding fillers between words gives
+    the same commands as the sentence itself (stutters and fillers never reach a target).  Only
+    English sentences: with foreign script, extra filler words change the share of Latin letters
+    and so the "unsupported" decision, by design."""
+    res = parse_command(text)
+    words = text.split(" ")
+    stuttered = " ".join(w + " " + w if w.isalpha() and w.lower() not in ("no", "bye", "not") else w
+                         for w in words)
+    padded = " ".join(w + " um" if w.isalpha() else w for w in words)
+    for variant in (stuttered, padded):
+        other = parse_command(variant)
+        assert [c.target for c in other.commands] == [c.target for c in res.commands], (text, variant)
+        assert other.intent == res.intent
+
+
+@FUZZ
+@given(st.lists(st.one_of(UTTERANCE, CORRECTION, MIXED, st.text(ANY_CHAR, max_size=40)), max_size=12))
+def test_dialogue_never_raises_and_stays_bounded(texts):
+    """Case: any sequence of utterances (with reported targets between them) never raises, always
+    gives one status line, and the exclusion list stays within its cap."""
+    d = Dialogue(max_excluded=3)
+    for i, text in enumerate(texts):
+        up = d.hear(text)
+        assert up.message and up.state in ("idle", "active", "stopped")
+        assert (up.command is None) == (up.state != "active")
+        d.report(_ref(i), up.generation)
+        assert len(d.excluded_targets) <= 3
+        mask = d.exclusion_mask([[0, 0, 10, 10], [100, 100, 120, 130]], None)
+        assert mask.shape == (2,) and mask.dtype == bool
+
+
+def _ref(i):
+    from clip_perception.dialogue import TargetRef
+    return TargetRef.of([10.0 * i, 0, 10.0 * i + 20, 20], None, "x")

@@ -22,10 +22,8 @@ from clip_perception.decode import (
     decode_compressed_depth,
     decode_depth,
     decode_image,
-    depth_to_image_fields,
     image_fields_from_depth,
     image_fields_from_rgb,
-    rgb_to_image_fields,
 )
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -622,7 +620,78 @@ def test_image_fields_from_depth_round_trip(encoding, big):
     np.testing.assert_allclose(out, expected, atol=1e-6 if encoding == "32FC1" else 5e-4)
 
 
-def test_contract_alias_names():
-    """rgb_to_image_fields / depth_to_image_fields are the contract's names for the builders."""
-    assert rgb_to_image_fields is image_fields_from_rgb
-    assert depth_to_image_fields is image_fields_from_depth
+# --------------------------------------------------------------------------- YUV (image_encodings.hpp)
+RNG = np.random.default_rng(12)
+
+
+@pytest.mark.parametrize("encoding, alias, code", [
+    ("uyvy", "yuv422", cv2.COLOR_YUV2RGB_UYVY),
+    ("yuyv", "yuv422_yuy2", cv2.COLOR_YUV2RGB_YUY2),
+])
+@pytest.mark.parametrize("pad", [0, 6])
+def test_packed_yuv422_matches_opencv_with_padded_rows(encoding, alias, code, pad):
+    """uyvy / yuyv (and their deprecated names) = cv2.cvtColor of the packed (H, W, 2) bytes,
+    also with step > 2 * width (row padding skipped)."""
+    h, w = 4, 6
+    packed = RNG.integers(0, 256, (h, w, 2), dtype=np.uint8)
+    expected = cv2.cvtColor(packed, code)
+    for name in (encoding, alias):
+        out = decode_image(img(name, h, w, 2 * w + pad, pad_rows(packed.reshape(h, -1), pad)))
+        np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("encoding, code", [("nv12", cv2.COLOR_YUV2RGB_NV12), ("nv21", cv2.COLOR_YUV2RGB_NV21)])
+@pytest.mark.parametrize("pad", [0, 5])
+def test_nv12_nv21_match_opencv_with_padded_rows(encoding, code, pad):
+    """nv12 / nv21: Y plane (H rows) + interleaved chroma (H / 2 rows), each row padded to step;
+    equals cv2.cvtColor of the unpadded (3 H / 2, W) buffer."""
+    h, w = 6, 8
+    planes = RNG.integers(0, 256, (h * 3 // 2, w), dtype=np.uint8)
+    out = decode_image(img(encoding, h, w, w + pad, pad_rows(planes, pad)))
+    np.testing.assert_array_equal(out, cv2.cvtColor(planes, code))
+
+
+@pytest.mark.parametrize("pad", [0, 3])
+def test_nv24_full_resolution_chroma(pad):
+    """nv24: Y plane + full-resolution UV plane (rows of 2 W bytes padded to 2 * step).  With the
+    chroma constant over 2x2 blocks it equals cv2.cvtColor of the NV12 image with that chroma;
+    a black / white / BT.601 red pixel check pins the per-pixel chroma (not subsampled)."""
+    h, w = 4, 6
+    y = RNG.integers(16, 236, (h, w), dtype=np.uint8)
+    uv = RNG.integers(16, 241, (h // 2, w // 2, 2), dtype=np.uint8)
+    nv12 = np.concatenate([y, uv.reshape(h // 2, w)], axis=0)
+    full_uv = np.repeat(np.repeat(uv, 2, axis=0), 2, axis=1).reshape(h, 2 * w)
+    data = pad_rows(y, pad) + pad_rows(full_uv, 2 * pad)
+    np.testing.assert_array_equal(decode_image(img("nv24", h, w, w + pad, data)),
+                                  cv2.cvtColor(nv12, cv2.COLOR_YUV2RGB_NV12))
+    # one row of 3 pixels: black (16, 128, 128), white (235, 128, 128), red (81, 90, 240)
+    out = decode_image(img("nv24", 1, 3, 3, bytes([16, 235, 81, 128, 128, 128, 128, 90, 240])))
+    assert out[0, 0].tolist() == [0, 0, 0] and out[0, 1].tolist() == [255, 255, 255]
+    assert out[0, 2, 0] >= 250 and out[0, 2, 1] <= 5 and out[0, 2, 2] <= 5
+
+
+@pytest.mark.parametrize("encoding", ["uyvy", "yuyv", "nv12", "nv21"])
+def test_yuv_odd_width_rejected(encoding):
+    """Chroma shared by two pixels: an odd width -> ImageDecodeError naming the width."""
+    bpp = 2 if encoding in ("uyvy", "yuyv") else 1
+    rows = 2 if bpp == 2 else 3
+    with pytest.raises(ImageDecodeError, match="width: .*even width"):
+        decode_image(img(encoding, 2, 3, 3 * bpp, bytes(3 * bpp * rows)))
+
+
+def test_nv12_odd_height_and_wrong_length_rejected():
+    """nv12: odd height (no whole chroma row) and data != step * H * 3 / 2 -> clear errors."""
+    with pytest.raises(ImageDecodeError, match="height: .*even height"):
+        decode_image(img("nv12", 3, 4, 4, bytes(4 * 3 + 8)))
+    with pytest.raises(ImageDecodeError, match=r"data: length 32 != .* = 24"):
+        decode_image(img("nv12", 4, 4, 4, bytes(32)))
+    with pytest.raises(ImageDecodeError, match=r"data: length 24 != .* = 36"):
+        decode_image(img("nv24", 3, 4, 4, bytes(24)))
+
+
+def test_every_colour_encoding_of_image_encodings_hpp_is_accepted():
+    """The colour / mono / Bayer / YUV names of sensor_msgs image_encodings.hpp are all decodable."""
+    hpp = {"rgb8", "rgba8", "rgb16", "rgba16", "bgr8", "bgra8", "bgr16", "bgra16", "mono8", "mono16",
+           "uyvy", "yuv422", "yuyv", "yuv422_yuy2", "nv12", "nv21", "nv24"}
+    hpp |= {f"bayer_{p}{b}" for p in ("rggb", "bggr", "gbrg", "grbg") for b in (8, 16)}
+    assert hpp <= COLOR_ENCODINGS

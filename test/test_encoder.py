@@ -1,9 +1,8 @@
-"""Tests for clip_perception.encoder (CPU, ViT-B-32 with random weights, no network).
+"""Tests for clip_perception.encoder: ClipEncoder model calls, text cache, batching, OOM fallback
+(CPU, ViT-B-32 with random weights, no network).  Crops: test_crops.py; dense mode:
+test_dense.py; weights: test_weights.py; device/threads: test_device.py.
 
 Tolerances used below:
-* crop preprocessing: max abs difference <= 1/255 in un-normalised pixel units
-  (difference of normalised tensors times std); the batched path is in fact
-  bit-exact with Pillow (checked separately on uint8 values).
 * embeddings: cosine >= 0.9999 where batch composition differs (float
   summation order), exact equality where the computation is identical.
 """
@@ -11,37 +10,17 @@ Tolerances used below:
 from __future__ import annotations
 
 import logging
-import os
-import time
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from clip_perception import encoder as E
-from clip_perception.encoder import (
-    CheckpointError,
-    ClipEncoder,
-    Encoder,
-    WeightsUnavailableError,
-    batched_square_crops,
-    resolve_device_precision,
-    square_regions,
-)
+from clip_perception.encoder import ClipEncoder, Encoder, EncoderOptions
 
-PIXEL_TOL = 1.0 / 255.0
+from test_crops import PARITY_BOXES, make_frame
+
 COS_TOL = 0.9999
-
-
-def make_frame(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
-    """Ramps + a noise patch + a red block: structure at every scale, deterministic."""
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), (xx + 2 * yy) % 256], -1).astype(np.uint8)
-    rng = np.random.default_rng(seed)
-    img[40:120, 60:140] = rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)
-    img[150:230, 200:300] = (220, 30, 40)
-    return img
 
 
 def cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -67,88 +46,6 @@ def _reset_hooks(enc):
     enc.fault_hook = None
     enc.fell_back_to_cpu = False
     enc.bucket_batches = False
-
-
-PARITY_BOXES = {
-    "tall": [100, 10, 120, 230],
-    "wide": [10, 100, 310, 130],
-    "corner_at_border": [300, 220, 320, 240],
-    "partly_outside": [-30, -20, 40, 50],
-    "tiny_fractional": [150.3, 80.6, 152.9, 82.1],
-    "whole_frame_downscale": [0, 0, 320, 240],
-    "side_exactly_224": [60, 20, 246.67, 120],
-    "fractional_upscale": [50.5, 60.2, 170.7, 130.1],
-}
-
-
-# ----------------------------------------------------------------------------- geometry / preprocessing
-
-def test_square_regions_exact_values():
-    """Square side = round(max(w,h) * 1.2), centred, snapped to pixels; degenerate box -> side 1."""
-    r = square_regions(np.array([[10, 20, 50, 120], [5, 5, 5, 5], [0, 0, 10, 4]], np.float32), 0.1)
-    # w=40, h=100 -> side 120; cx=30 -> x0=floor(-29.5)=-30; cy=70 -> y0=floor(10.5)=10
-    assert r.tolist() == [[-30, 10, 120], [5, 5, 1], [-1, -4, 12]]
-
-
-@pytest.mark.parametrize("interp", ["bicubic", "bilinear"])
-@pytest.mark.parametrize("side", [1, 7, 100, 224, 300, 768])
-def test_batched_resize_is_bit_exact_with_pillow(interp, side):
-    """Padded square of a frame resized by the batched path == PIL Image.resize, uint8 for uint8."""
-    img = make_frame(480, 640)
-    fill = (123, 117, 104)
-    x0, y0 = -37, 400 - side // 2  # partly outside left, straddles the bottom for big sides
-    sq = np.empty((side, side, 3), np.uint8)
-    sq[...] = fill
-    ya, yb, xa, xb = max(0, y0), min(480, y0 + side), max(0, x0), min(640, x0 + side)
-    if yb > ya and xb > xa:
-        sq[ya - y0:yb - y0, xa - x0:xb - x0] = img[ya:yb, xa:xb]
-    resample = Image.BICUBIC if interp == "bicubic" else Image.BILINEAR
-    ref = np.asarray(Image.fromarray(sq).resize((224, 224), resample))
-    out = batched_square_crops(torch.from_numpy(img), np.array([[x0, y0, side]]), (224, 224), fill, interp)
-    got = out[0].permute(1, 2, 0).numpy()
-    assert np.array_equal(got, ref.astype(np.float32))
-
-
-@pytest.mark.parametrize("name", list(PARITY_BOXES))
-def test_crop_batch_matches_open_clip_preprocess(enc, frame, name):
-    """Batched crop tensor == open_clip preprocess(square-padded PIL crop) within 1/255 (max abs, pixel units)."""
-    boxes = np.array(list(PARITY_BOXES.values()), np.float32)
-    i = list(PARITY_BOXES).index(name)
-    batch = enc.crop_batch(frame, boxes)
-    assert batch.shape == (len(boxes), 3, 224, 224) and batch.dtype == torch.float32
-    ref = enc.reference_crop_tensor(frame, boxes[i])
-    std = torch.tensor(enc.std, dtype=torch.float32).view(3, 1, 1)
-    diff = ((batch[i] - ref) * std).abs().max().item()
-    assert diff <= PIXEL_TOL
-    assert diff <= 1e-3 / 255  # in practice identical uint8 values
-
-
-def test_preprocess_config_comes_from_model(enc):
-    """Mean/std/size/interpolation are the model's open_clip preprocess config."""
-    import open_clip
-
-    cfg = open_clip.get_model_preprocess_cfg(enc.model)
-    assert tuple(enc.mean) == tuple(cfg["mean"]) and tuple(enc.std) == tuple(cfg["std"])
-    assert enc.input_size == (224, 224) and enc.interpolation == cfg["interpolation"] == "bicubic"
-    assert enc.fill_u8 == (123, 117, 104)  # floor(255 * OpenAI mean + 0.5)
-
-
-def test_padding_normalises_to_about_zero(enc, frame):
-    """Pixels of the square outside the image are the mean colour (normalised |x| < 0.01)."""
-    x = enc.crop_batch(frame, np.array([[-100, -100, -60, -60]], np.float32))  # fully outside
-    assert x.abs().max().item() < 0.01
-
-
-def test_tall_box_keeps_both_ends(enc):
-    """A tall thin bar is square-padded, not centre-cropped: its top and bottom stay in the crop."""
-    img = np.zeros((240, 320, 3), np.uint8)
-    img[10:230, 150:170] = 255  # 20 x 220 white bar
-    x = enc.crop_batch(img, np.array([[150, 10, 170, 230]], np.float32))[0]
-    px = (x * torch.tensor(enc.std, dtype=torch.float32).view(3, 1, 1)
-          + torch.tensor(enc.mean, dtype=torch.float32).view(3, 1, 1)) * 255
-    # bar spans rows 22..202 of 224 (220/264 of the side, centred); column 112 is the centre
-    assert px[:, 25, 112].min() > 250 and px[:, 199, 112].min() > 250
-    assert px[:, 112, 40].max() < 130  # left of the bar: black image or mean-colour padding
 
 
 # ----------------------------------------------------------------------------- image embeddings
@@ -356,213 +253,39 @@ def test_warmup_runs(enc):
     assert (1, 3, 224, 224) in seen
 
 
-# ----------------------------------------------------------------------------- dense mode
+# ----------------------------------------------------------------------------- options / backends
 
-def test_dense_shape_and_unit_norm(enc, frame):
-    """Dense mode returns (N, D) float32 unit rows, tiny and out-of-frame boxes included."""
-    boxes = np.array([[0, 0, 320, 240], [10, 10, 12, 12], [400, 300, 420, 320], [100, 50, 220, 150]], np.float32)
-    e = enc.encode_boxes(frame, boxes, mode="dense")
-    assert e.shape == (4, 512) and e.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
-
-
-def test_dense_features_equal_identity_attention_in_last_block(enc, frame):
-    """MaskCLIP patch features == last block's attention output with each token attending to itself,
-    then ln_post and proj (independent computation via nn.MultiheadAttention with a diagonal mask)."""
-    feats, geo = enc.dense_patch_features(frame)
-    vis = enc.model.visual
-    assert feats.shape == (7, 7, 512) and geo["grid"] == (7, 7)
-    with torch.inference_mode():
-        x = enc._dense_input(torch.from_numpy(frame), frame.shape)
-        blocks = vis.transformer.resblocks
-        out = vis.forward_intermediates(x, indices=[len(blocks) - 2], output_fmt="NLC",
-                                        output_extra_tokens=True, intermediates_only=True)
-        tok = torch.cat([out["image_intermediates_prefix"][0], out["image_intermediates"][0]], 1)
-        n = tok.shape[1]
-        mask = torch.full((n, n), float("-inf"))
-        mask.fill_diagonal_(0.0)
-        y = blocks[-1].ln_1(tok)
-        att = blocks[-1].attn(y, y, y, need_weights=False, attn_mask=mask)[0][:, 1:]
-        ref = (vis.ln_post(att) @ vis.proj).reshape(7, 7, -1).numpy()
-    np.testing.assert_allclose(feats, ref, atol=1e-4, rtol=1e-4)
-
-
-def test_dense_box_pooling_geometry(enc, frame):
-    """A box exactly on patch (3, 2) gives that patch's unit feature; a 2-patch box their mean."""
-    feats, geo = enc.dense_patch_features(frame)
-    c, x0, y0 = geo["cell"], geo["x0"], geo["y0"]
-    assert (x0, y0, geo["side"]) == (0, -40, 320)  # 320x240 letterboxed into a 320 square
-    one = np.array([[x0 + 2 * c, y0 + 3 * c, x0 + 3 * c, y0 + 4 * c]], np.float32)
-    two = np.array([[x0 + 2 * c, y0 + 3 * c, x0 + 4 * c, y0 + 4 * c]], np.float32)
-    e = enc.encode_boxes(frame, np.concatenate([one, two]), mode="dense")
-    unit = feats / np.linalg.norm(feats, axis=-1, keepdims=True)
-    np.testing.assert_allclose(e[0], unit[3, 2], atol=1e-4)
-    mean2 = unit[3, 2] + unit[3, 3]
-    np.testing.assert_allclose(e[1], mean2 / np.linalg.norm(mean2), atol=1e-4)
-
-
-def test_dense_same_content_similar_different_content_differs(enc):
-    """Two boxes over the same uniform blue region agree far better than blue vs grey regions."""
-    img = np.full((240, 320, 3), 200, np.uint8)
-    img[:, :160] = (30, 60, 200)
-    boxes = np.array([[0, 0, 80, 120], [80, 120, 160, 240], [240, 0, 320, 120]], np.float32)
-    e = enc.encode_boxes(img, boxes, mode="dense")
-    same, diff = float(e[0] @ e[1]), float(e[0] @ e[2])
-    assert same > 0.9 and same - diff > 0.2
-
-
-def test_dense_not_supported_for_non_vit(enc, frame):
-    """Dense mode on a non-ViT vision tower raises NotImplementedError naming crop mode."""
-    orig = enc.model.visual  # (pytest's monkeypatch cannot restore nn.Module children)
-    enc.model.visual = torch.nn.Identity()
-    try:
-        with pytest.raises(NotImplementedError, match="crop"):
-            enc.encode_boxes(frame, np.array([[0, 0, 10, 10]], np.float32), mode="dense")
-    finally:
-        enc.model.visual = orig
-    assert enc.model.visual is orig
-
-
-# ----------------------------------------------------------------------------- weights / loading
-
-def test_offline_tag_without_cache_fails_fast(tmp_path, monkeypatch):
-    """pretrained='openai' with empty caches and HF_HUB_OFFLINE=1 -> WeightsUnavailableError in seconds,
-    naming model, tag and the cache paths checked."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    t0 = time.monotonic()
-    with pytest.raises(WeightsUnavailableError) as ei:
-        ClipEncoder("ViT-B-32", pretrained="openai", device="cpu", cache_dir=str(tmp_path))
-    assert time.monotonic() - t0 < 5.0
-    msg = str(ei.value)
-    assert "ViT-B-32" in msg and "openai" in msg and str(tmp_path) in msg and "--checkpoint" in msg
-
-
-def test_allow_download_false_fails_fast_without_env(tmp_path, monkeypatch):
-    """allow_download=False never touches the network, with no offline env var set."""
-    for v in E.OFFLINE_ENV_VARS:
-        monkeypatch.delenv(v, raising=False)
-    monkeypatch.setattr(E, "_host_reachable", lambda *a, **k: pytest.fail("network probed"))
-    with pytest.raises(WeightsUnavailableError, match="laion2b_s34b_b79k"):
-        ClipEncoder("ViT-B-32", pretrained="laion2b_s34b_b79k", device="cpu", cache_dir=str(tmp_path),
-                    allow_download=False)
-
-
-def test_missing_checkpoint_path(tmp_path):
-    """A checkpoint path that does not exist -> WeightsUnavailableError naming the path."""
-    p = tmp_path / "nope.pt"
-    with pytest.raises(WeightsUnavailableError, match="nope.pt"):
-        ClipEncoder("ViT-B-32", pretrained=str(p), device="cpu")
-
-
-def test_unknown_model_and_tag_are_value_errors():
-    """Unknown architecture -> ValueError listing valid names; unknown tag -> ValueError listing tags."""
-    with pytest.raises(ValueError, match="ViT-B-32"):
-        ClipEncoder("ViT-B-33", pretrained="none", device="cpu")
-    with pytest.raises(ValueError, match="laion2b_s34b_b79k"):
-        ClipEncoder("ViT-B-32", pretrained="not_a_tag", device="cpu")
-
-
-def test_random_weights_warn_and_cpu_half_precision_falls_back(caplog):
-    """pretrained='none' logs the 'random weights' warning; fp16 on CPU -> fp32 with a warning."""
-    with caplog.at_level(logging.WARNING, logger="clip_perception.encoder"):
-        e = ClipEncoder("ViT-B-32", pretrained="none", device="cpu", precision="fp16")
-    text = " ".join(r.getMessage() for r in caplog.records)
-    assert "random weights" in text and "meaningless" in text and "fp32" in text
-    assert e.dtype == torch.float32 and e.precision == "fp32"
-
-
-def test_resolve_device_precision():
-    """auto -> cuda/fp16 when CUDA exists, else cpu/fp32; unknown precision is a ValueError."""
-    dev, prec = resolve_device_precision("auto", "auto")
-    if torch.cuda.is_available():
-        assert (dev.type, prec) == ("cuda", "fp16")
-    else:
-        assert (dev.type, prec) == ("cpu", "fp32")
-    assert resolve_device_precision("cpu", "bf16") == (torch.device("cpu"), "fp32")
+def test_encoder_backend_selection_and_cpu_batch_cap(enc):
+    """auto -> pillow on CPU; CPU forwards are chunked to CPU_MAX_BATCH; bad values raise."""
+    assert enc.crop_backend == "pillow"
+    assert enc.max_batch == E.CPU_MAX_BATCH
+    seen = []
+    enc.fault_hook = lambda x: seen.append(int(x.shape[0]))
+    rgb = np.full((64, 64, 3), 90, np.uint8)
+    enc.encode_boxes(rgb, np.tile(np.array([[4, 4, 40, 40]], np.float32), (E.CPU_MAX_BATCH + 3, 1)))
+    assert seen == [E.CPU_MAX_BATCH, 3]
     with pytest.raises(ValueError):
-        resolve_device_precision("cpu", "int4")
+        ClipEncoder("ViT-B-32", pretrained="none", device="cpu", crop_backend="opencv")
 
 
-@pytest.fixture(scope="module")
-def saved_checkpoints(enc, tmp_path_factory):
-    """state_dict of the random model saved with torch.save (.pt) and safetensors."""
-    from safetensors.torch import save_file
-
-    d = tmp_path_factory.mktemp("ckpt")
-    sd = {k: v.detach().contiguous() for k, v in enc.model.state_dict().items()}
-    pt, st = d / "random_vitb32.pt", d / "random_vitb32.safetensors"
-    torch.save(sd, pt)
-    save_file(sd, str(st))
-    return pt, st
+def test_encoder_options_validate_and_normalise():
+    """Options are checked before any model is built; values are normalised (sorted buckets, tuples)."""
+    o = EncoderOptions(prompt_templates=[], batch_buckets=[8, 0, 2, 2], cache_dir=None, max_batch="4")
+    assert o.prompt_templates == ("{}",) and o.batch_buckets == (2, 8) and o.max_batch == 4
+    assert EncoderOptions().prompt_templates == E.DEFAULT_PROMPT_TEMPLATES
+    for bad in ({"prompt_templates": ["no placeholder"]}, {"batch_buckets": [0]}, {"context_margin": 2.5},
+                {"crop_backend": "matmul"}, {"max_batch": 0}):
+        with pytest.raises(ValueError):
+            EncoderOptions(**bad)
 
 
-@pytest.mark.parametrize("kind", ["pt", "safetensors"])
-def test_checkpoint_roundtrip_identical_embeddings(enc, frame, saved_checkpoints, kind):
-    """A checkpoint saved from the random model loads and reproduces its embeddings exactly."""
-    path = saved_checkpoints[0 if kind == "pt" else 1]
-    boxes = np.array([[10, 10, 90, 150], [150, 60, 310, 200]], np.float32)
-    loaded = ClipEncoder("ViT-B-32", pretrained=str(path), device="cpu")
-    try:
-        assert loaded.weights_source == str(path)
-        np.testing.assert_array_equal(loaded.encode_boxes(frame, boxes), enc.encode_boxes(frame, boxes))
-        np.testing.assert_array_equal(loaded.encode_texts(["mug"]), enc.encode_texts(["mug"]))
-    finally:
-        del loaded
-
-
-def test_truncated_and_garbage_checkpoints_give_clear_errors(saved_checkpoints, tmp_path):
-    """Truncated .pt and garbage .safetensors -> CheckpointError (a WeightsUnavailableError) naming the file."""
-    pt, _ = saved_checkpoints
-    trunc = tmp_path / "truncated.pt"
-    with open(pt, "rb") as f:
-        trunc.write_bytes(f.read(1 << 20))
-    garbage = tmp_path / "garbage.safetensors"
-    garbage.write_bytes(b"this is not a checkpoint" * 10)
-    for p in (trunc, garbage):
-        with pytest.raises(CheckpointError) as ei:
-            ClipEncoder("ViT-B-32", pretrained=str(p), device="cpu")
-        assert isinstance(ei.value, WeightsUnavailableError)
-        assert str(p) in str(ei.value) and "truncated" in str(ei.value)
-
-
-def test_tag_loads_offline_from_local_hf_cache(enc, saved_checkpoints, tmp_path, monkeypatch):
-    """pretrained='openai' found in a local Hugging Face cache loads with the network off,
-    with the tag's QuickGELU and preprocessing config."""
-    from open_clip.transformer import QuickGELU
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(E, "_host_reachable", lambda *a, **k: pytest.fail("network probed"))
-    repo = tmp_path / "models--timm--vit_base_patch32_clip_224.openai"
-    snap = repo / "snapshots" / ("0" * 40)
-    snap.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("0" * 40)
-    os.symlink(saved_checkpoints[0], snap / "open_clip_pytorch_model.bin")
-    loaded = ClipEncoder("ViT-B-32", pretrained="openai", device="cpu", cache_dir=str(tmp_path))
-    try:
-        assert loaded.weights_source.endswith("open_clip_pytorch_model.bin")
-        assert isinstance(loaded.model.visual.transformer.resblocks[0].mlp.gelu, QuickGELU)
-        assert torch.equal(loaded.model.visual.proj, enc.model.visual.proj)
-        assert loaded.fill_u8 == (123, 117, 104)
-    finally:
-        del loaded
-
-
-@pytest.mark.parametrize("requested,cpus,expected", [(0, 2, 1), (0, 1, 1), (0, 16, 15), (3, 2, 3), (1, 64, 1)])
-def test_resolve_cpu_threads_auto_leaves_one_core(requested, cpus, expected):
-    """cpu_threads: 0 = usable CPUs - 1 (at least 1); a positive value is used as given."""
-    assert E.resolve_cpu_threads(requested, cpus=cpus) == expected
-
-
-def test_resolve_cpu_threads_rejects_negative():
-    with pytest.raises(ValueError, match="cpu_threads must be >= 0"):
-        E.resolve_cpu_threads(-1, cpus=4)
-
-
-def test_set_cpu_threads_sets_torch_threads():
-    before = torch.get_num_threads()
-    try:
-        assert E.set_cpu_threads(1) == 1 and torch.get_num_threads() == 1
-        assert E.set_cpu_threads(0) == max(1, E.usable_cpus() - 1) == torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
+def test_encoder_takes_options_or_keywords_not_both():
+    """ClipEncoder(options=...) == the same fields as keywords; both together or a typo -> TypeError."""
+    torch.manual_seed(0)
+    e = ClipEncoder("ViT-B-32", pretrained="none", device="cpu",
+                    options=EncoderOptions(prompt_templates=["a {}."], context_margin=0.25, max_batch=3))
+    assert e.prompt_templates == ("a {}.",) and e.context_margin == 0.25 and e.max_batch == 3
+    with pytest.raises(TypeError):
+        ClipEncoder("ViT-B-32", pretrained="none", device="cpu", options=EncoderOptions(), max_batch=3)
+    with pytest.raises(TypeError):
+        ClipEncoder("ViT-B-32", pretrained="none", device="cpu", crop_margin=0.1)

@@ -31,14 +31,15 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-import clip_perception.node as node_module
+import clip_perception.worker as worker_module
 from clip_perception import geometry, messages
 from clip_perception.command import MAX_COMMANDS, parse_command
-from clip_perception.encoder import CheckpointError, ClipEncoder, WeightsUnavailableError
+from clip_perception.encoder import ClipEncoder
+from clip_perception.weights import CheckpointError, WeightsUnavailableError
 from clip_perception.node import ClipPerceptionNode
 from clip_perception.params import make_config
 from clip_perception.pipeline import Detector
-from clip_perception.ranking import rank
+from clip_perception.pipeline import rank_boxes as rank
 
 from fake_encoders import ColorTestEncoder
 from test_node import (BALL_BOX, FRAME, STAMP, WAIT, H, K, W, depth_msg, graph, image_msg, info_msg, iou,
@@ -178,30 +179,6 @@ def test_camera_info_resolution_change_uses_new_k_or_gives_honest_2d():
         assert msg.detections and iou(roi_box(msg.detections[0].roi), ball2) > 0.8
         assert not msg.detections[0].has_position
         assert any("camera_info" in w and "640x480" in w and "320x240" in w for w in g.node.warnings)
-
-
-def test_camera_info_k_for_image_checks_size_and_applies_roi_and_binning():
-    """Case (unit level): CameraInfo for 640x480 -> K for a 640x480 image, None with the reason
-    for 320x240; width/height 0 -> not checked; binning 2 -> fx, fy, cx, cy halved (320x240);
-    ROI (100, 50, 200x100) -> principal point shifted by the offset (200x100 image)."""
-    info = info_msg(STAMP)
-    np.testing.assert_array_equal(messages.camera_info_K_for_image(info, W, H)[0], K)
-    k, why = messages.camera_info_K_for_image(info, 320, 240)
-    assert k is None and why.startswith("describes 640x480 images but the image is 320x240")
-    unsized = info_msg(STAMP)
-    unsized.width = unsized.height = 0
-    np.testing.assert_array_equal(messages.camera_info_K_for_image(unsized, 320, 240)[0], K)
-    binned = info_msg(STAMP)
-    binned.binning_x = binned.binning_y = 2
-    np.testing.assert_allclose(messages.camera_info_K_for_image(binned, 320, 240)[0],
-                               [[250.0, 0.0, 159.75], [0.0, 250.0, 119.75], [0.0, 0.0, 1.0]])
-    assert messages.camera_info_K_for_image(binned, W, H)[0] is None
-    cropped = info_msg(STAMP)
-    cropped.roi.x_offset, cropped.roi.y_offset, cropped.roi.width, cropped.roi.height = 100, 50, 200, 100
-    np.testing.assert_allclose(messages.camera_info_K_for_image(cropped, 200, 100)[0],
-                               [[500.0, 0.0, 219.5], [0.0, 500.0, 189.5], [0.0, 0.0, 1.0]])
-    nan_k = info_msg(STAMP, k=np.full((3, 3), np.nan))
-    assert messages.camera_info_K_for_image(nan_k, W, H) == (None, "has no valid K (uncalibrated?)")
 
 
 @pytest.mark.ros
@@ -351,7 +328,8 @@ def test_flood_of_1000_commands_per_second_newest_wins_state_bounded():
     with graph(command="pick up the red ball") as g:
         node = g.node
         g.result_for(stamp_plus(STAMP, 1.0))
-        sizes_before = (len(node._throttle._last), len(node._waiters), len(node._reloads), len(node.warnings))
+        sizes_before = (len(node._warnings.throttle._last), len(node.worker._waiters), len(node.worker._reloads),
+                        len(node.warnings))
         stop = threading.Event()
 
         def frames():
@@ -379,7 +357,8 @@ def test_flood_of_1000_commands_per_second_newest_wins_state_bounded():
         g.wait_status("looking for: grey sponge")
         msg = g.result_for(stamp_plus(STAMP, 1000.0), pred=lambda m: m.target == "grey sponge")
         assert msg.command == texts[-1] and not msg.detections  # no grey sponge in view
-        sizes_after = (len(node._throttle._last), len(node._waiters), len(node._reloads), len(node.warnings))
+        sizes_after = (len(node._warnings.throttle._last), len(node.worker._waiters), len(node.worker._reloads),
+                       len(node.warnings))
         assert sizes_after == sizes_before
         assert len(node.commands.later) <= MAX_COMMANDS and len(node.processed) <= 1000
 
@@ -466,7 +445,7 @@ def test_corrupt_images_between_good_ones_throttled_warning_good_frames_publishe
     good frames (reliable QoS, each one decoded): one throttled warning naming the topic, no
     output for the bad frames, a result for every good frame."""
     calls = {"ok": 0, "failed": 0}
-    real_decode = node_module.decode_image
+    real_decode = worker_module.decode_image
 
     def counting_decode(msg):
         try:
@@ -477,7 +456,7 @@ def test_corrupt_images_between_good_ones_throttled_warning_good_frames_publishe
         calls["ok"] += 1
         return out
 
-    monkeypatch.setattr(node_module, "decode_image", counting_decode)
+    monkeypatch.setattr(worker_module, "decode_image", counting_decode)
 
     def corrupt(kind: str, stamp: Time) -> Image:
         msg = image_msg(scene(), stamp)

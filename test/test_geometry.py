@@ -3,18 +3,7 @@
 import numpy as np
 import pytest
 
-from clip_perception.geometry import (
-    BoxGeometry,
-    backproject_depth,
-    box_center,
-    box_position,
-    check_depth_aligned,
-    depth_aligned,
-    pixel_to_point,
-    scale_intrinsics,
-    subsample_intrinsics,
-    valid_intrinsics,
-)
+from clip_perception.geometry import BoxGeometry, box_center, box_position
 
 # fx = fy = 500, cx = 320, cy = 240 (VGA camera)
 K = np.array([[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]])
@@ -27,50 +16,6 @@ def const_depth(z=2.0):
 
 # A box whose centre ((x1 + x2 - 1) / 2, (y1 + y2 - 1) / 2) is pixel (420, 240).
 BOX_420_240 = np.array([370.0, 190.0, 471.0, 291.0], dtype=np.float32)
-
-
-def test_pixel_to_point_known_pixel():
-    """Case: pixel (420, 240) at 2.0 m with fx=fy=500, cx=320, cy=240 -> (0.4, 0.0, 2.0) m."""
-    p = pixel_to_point(420, 240, 2.0, K)
-    assert p.shape == (3,) and p.dtype == np.float64
-    np.testing.assert_allclose(p, [0.4, 0.0, 2.0], atol=1e-9)
-
-
-def test_pixel_to_point_principal_point_and_y_down():
-    """Case: principal point maps onto the optical axis; rows below cy give +y (REP 103 y down)."""
-    np.testing.assert_allclose(pixel_to_point(320, 240, 1.5, K), [0.0, 0.0, 1.5], atol=1e-12)
-    np.testing.assert_allclose(pixel_to_point(320, 340, 1.0, K), [0.0, 0.2, 1.0], atol=1e-12)
-
-
-def test_pixel_to_point_vectorised():
-    """Case: array input gives (..., 3) points, same formula per element."""
-    pts = pixel_to_point(np.array([320, 420]), np.array([240, 140]), np.array([1.0, 2.0]), K)
-    np.testing.assert_allclose(pts, [[0.0, 0.0, 1.0], [0.4, -0.4, 2.0]], atol=1e-12)
-
-
-def test_pixel_to_point_invalid_K_raises():
-    """Case: pixel_to_point with an all-zero K raises ValueError (no silent garbage)."""
-    with pytest.raises(ValueError):
-        pixel_to_point(1, 1, 1.0, np.zeros((3, 3)))
-
-
-@pytest.mark.parametrize(
-    "k, ok",
-    [
-        (K, True),
-        (K.reshape(-1).tolist(), True),  # flat CameraInfo.k
-        (np.zeros((3, 3)), False),  # uncalibrated camera_info
-        (None, False),
-        (np.where(np.eye(3, dtype=bool), np.nan, K), False),
-        (np.array([[np.inf, 0, 320], [0, 500, 240], [0, 0, 1]]), False),
-        (np.array([[500, 0, np.nan], [0, 500, 240], [0, 0, 1]]), False),
-        (np.array([[-500.0, 0, 320], [0, 500, 240], [0, 0, 1]]), False),
-        (np.eye(2), False),
-    ],
-)
-def test_valid_intrinsics(k, ok):
-    """Case: valid_intrinsics accepts finite K with fx, fy > 0 and rejects zero/NaN/Inf/negative/wrong size."""
-    assert valid_intrinsics(k) is ok
 
 
 def test_box_center_convention():
@@ -198,32 +143,3 @@ def test_box_position_partly_outside_is_clipped():
     g = box_position(const_depth(1.0), [600, 200, 680, 240], K)
     np.testing.assert_allclose(g.position, [(619.5 - 320) / 500, (219.5 - 240) / 500, 1.0], atol=1e-9)
     np.testing.assert_allclose(g.size[:2], [40 / 500, 40 / 500], atol=1e-9)
-
-
-def test_depth_aligned():
-    """Case: depth_aligned compares (H, W) only; check_depth_aligned is the same function."""
-    assert depth_aligned((480, 640, 3), (480, 640))
-    assert not depth_aligned((480, 640, 3), (240, 320))
-    assert not depth_aligned((480, 640, 3), None)
-    assert check_depth_aligned is depth_aligned
-
-
-def test_backproject_depth_matches_pixel_to_point():
-    """Case: organised back-projection equals pixel_to_point per pixel; invalid depth stays NaN."""
-    d = const_depth(2.0)
-    d[0, 0] = np.nan
-    d[1, 1] = 0.0
-    pts = backproject_depth(d, K)
-    assert pts.shape == (H, W, 3) and pts.dtype == np.float32
-    np.testing.assert_allclose(pts[240, 420], [0.4, 0.0, 2.0], atol=1e-6)
-    assert np.isnan(pts[0, 0]).all() and np.isnan(pts[1, 1]).all()
-
-
-def test_scale_and_subsample_intrinsics():
-    """Case: half-size resize maps cx 320 -> (320.5 * 0.5) - 0.5 = 159.75; subsample by 2 maps cx -> 160."""
-    ks = scale_intrinsics(K, 0.5, 0.5)
-    np.testing.assert_allclose(ks[0], [250.0, 0.0, 159.75])
-    ksub = subsample_intrinsics(K, 2)
-    np.testing.assert_allclose(ksub[:2], [[250.0, 0, 160.0], [0, 250.0, 120.0]])
-    # subsampled pixel (210, 120) is source pixel (420, 240): same ray
-    np.testing.assert_allclose(pixel_to_point(210, 120, 2.0, ksub), [0.4, 0.0, 2.0], atol=1e-12)

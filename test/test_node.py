@@ -35,14 +35,10 @@ from std_msgs.msg import Header, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from clip_perception import geometry, messages
-from clip_perception.decode import depth_to_image_fields, rgb_to_image_fields
+from clip_perception.decode import image_fields_from_depth as depth_to_image_fields, image_fields_from_rgb as rgb_to_image_fields
 from clip_perception.msg import TargetDetectionArray
 from clip_perception.node import ClipPerceptionNode
-from clip_perception.pipeline import FrameResult
-from clip_perception.command import parse_command
-from clip_perception.runtime import CommandState, LatestSlot, StampBuffer
 from clip_perception.srv import Locate, SetCommand
-from clip_perception.types import Detection
 
 from fake_encoders import ColorTestEncoder, SlowEncoder
 
@@ -278,100 +274,6 @@ def graph(encoder=None, cams=("",), camera_qos=None, cli_args=None, **overrides)
         yield g
     finally:
         g.close()
-
-
-# ---------------------------------------------------------------------------- pure helpers
-def test_stamp_buffer_pairs_nearest_within_slop_and_never_zero_stamps():
-    """Pairing rule: nearest stamp within the slop (inclusive); zero stamps never pair."""
-    buf = StampBuffer(maxlen=10)
-    base = 1_700_000_000_000_000_123
-    for i, dt_ms in enumerate((-30, 10, 60)):
-        buf.add(base + dt_ms * 1_000_000, i)
-    item, diff = buf.nearest(base, 0.05)
-    assert item == 1 and diff == pytest.approx(0.010)
-    assert buf.nearest(base + 200_000_000, 0.05) is None
-    assert buf.nearest(0, 10.0) is None
-    buf.add(0, "unstamped")
-    assert buf.nearest(1, 1.0) is None
-
-
-def test_stamp_buffer_says_when_a_partner_may_still_arrive():
-    """Pairing case: depth lagging colour by a few ms is waited for; a stale or absent stream is not."""
-    buf = StampBuffer()
-    assert not buf.may_still_pair(5_000_000_000)  # nothing received yet
-    buf.add(4_990_000_000, "depth")
-    assert buf.may_still_pair(5_000_000_000)  # newest 10 ms before the image: its partner is coming
-    assert not buf.may_still_pair(4_990_000_000)  # already there
-    assert not buf.may_still_pair(8_000_000_000)  # newest 3 s old: the stream stopped
-    assert not buf.may_still_pair(0)  # unstamped images never pair
-
-
-def test_latest_slot_keeps_only_the_newest_frame():
-    slot = LatestSlot()
-    for i in range(5):
-        slot.put(i)
-    assert slot.take() == 4 and slot.take() is None
-    assert slot.received == 5 and slot.dropped == 4
-
-
-def test_command_state_ignores_voice_noise_and_reports_state_changes_only():
-    """Voice noise keeps the target; status lines only on command / found-state changes."""
-    state = CommandState()
-    up = state.submit("pick up the red ball and then the blue cup")
-    assert up.accepted and up.target == "red ball"
-    assert up.status.startswith("looking for: red ball") and "blue cup" in up.status
-    gen = state.snapshot().generation
-    for text in VOICE_NOISE:
-        up = state.submit(text)
-        assert not up.accepted and up.target == "red ball"
-        assert up.status.startswith("ignored: no command") and "still looking for: red ball" in up.status
-    assert state.submit("[BLANK_AUDIO]").status.startswith("ignored: no command ([BLANK_AUDIO])")
-    assert state.submit("拿起红色的球").status.startswith("ignored: unsupported")
-    assert state.snapshot().command.target == "red ball"
-    assert state.observe(gen, True, "found red ball") == "found red ball"
-    assert state.observe(gen, True, "found red ball") is None
-    assert state.observe(gen, False, "no red ball in view") == "no red ball in view"
-    assert state.observe(gen - 1, True, "stale") is None
-
-
-def _result(position=None, size=None):
-    det = Detection(label="red ball", score=0.9, confidence=0.9, box=np.array([10.2, 20.7, 50.0, 80.4], np.float32),
-                    position=position, size=size, clip_score=0.8, color_score=None)
-    parse = parse_command("pick up the red ball")
-    return FrameResult(command=parse.first, parse=parse, detections=[det])
-
-
-def test_messages_without_position_have_zeros_and_no_pose():
-    """has_position False -> position/size zero, no PoseStamped, markers only DELETEALL."""
-    header = Header(stamp=STAMP, frame_id=FRAME)
-    res = _result()
-    arr = messages.to_detection_array(res, header, "pick up the red ball")
-    assert arr.header.stamp == STAMP and arr.header.frame_id == FRAME
-    assert (arr.action, arr.target, arr.command) == ("pick up", "red ball", "pick up the red ball")
-    d = arr.detections[0]
-    assert (d.roi.x_offset, d.roi.y_offset, d.roi.width, d.roi.height) == (10, 21, 40, 59)
-    assert not d.has_position and (d.position.x, d.position.y, d.position.z) == (0.0, 0.0, 0.0)
-    assert d.color_score == -1.0
-    assert messages.to_pose(res, header) is None
-    markers = messages.to_markers(res, header).markers
-    assert [m.action for m in markers] == [Marker.DELETEALL]
-
-
-def test_messages_with_position_pose_and_markers_in_image_frame():
-    header = Header(stamp=STAMP, frame_id=FRAME)
-    res = _result(position=np.array([0.1, -0.2, 1.5]), size=np.array([0.08, 0.08, 0.02]))
-    pose = messages.to_pose(res, header)
-    assert pose.header.frame_id == FRAME and pose.header.stamp == STAMP
-    assert (pose.pose.position.x, pose.pose.position.y, pose.pose.position.z) == (0.1, -0.2, 1.5)
-    assert pose.pose.orientation.w == 1.0
-    markers = messages.to_markers(res, header).markers
-    assert [m.action for m in markers] == [Marker.DELETEALL, Marker.ADD, Marker.ADD]
-    assert [m.type for m in markers[1:]] == [Marker.SPHERE, Marker.TEXT_VIEW_FACING]
-    assert all(m.header.frame_id == FRAME and m.header.stamp == STAMP for m in markers)
-    assert markers[1].scale.x == pytest.approx(0.08) and markers[1].scale.z == pytest.approx(0.02)
-    assert markers[2].text.startswith("red ball")
-    assert messages.camera_info_to_K(info_msg(STAMP, k=np.zeros((3, 3)))) is None
-    np.testing.assert_array_equal(messages.camera_info_to_K(info_msg(STAMP)), K)
 
 
 # ---------------------------------------------------------------------------- node in-process
@@ -650,6 +552,89 @@ def test_no_image_and_undecodable_image_warn_and_the_node_keeps_running():
 
 @pytest.mark.ros
 @pytest.mark.timeout(120)
+def test_depth_from_another_frame_gives_2d_with_one_warning_unless_depth_registered():
+    """Depth whose header.frame_id ("cam_depth_optical_frame") differs from the colour image's
+    -> 2D only and one throttled warning naming both frames; depth_registered:=true (run time)
+    -> 3D from the same depth (1.5 m plane, within 1 cm of pixel_to_point)."""
+    other = "cam_depth_optical_frame"
+    with graph(use_depth=True, sync_slop=0.05, command="pick up the red ball") as g:
+        cam = g.cam()
+        depth = np.full((H, W), 1.5, np.float32)
+
+        def publish(stamp):
+            cam["depth"].publish(depth_msg(depth, stamp, frame=other))
+            cam["info"].publish(info_msg(stamp))
+            time.sleep(0.05)  # depth / camera_info first: this case is about the pair's frame_id
+            cam["image"].publish(image_msg(scene(), stamp))
+
+        for i in range(3):
+            stamp = stamp_plus(STAMP, 1.0 + i)
+            want = messages.stamp_to_ns(stamp)
+            msg = wait_for(lambda: (publish(stamp), next((m for m in g.detections()
+                                                         if messages.stamp_to_ns(m.header.stamp) == want), None))[1],
+                           what=f"frame {i}")
+            assert msg.detections and iou(roi_box(msg.detections[0].roi), BALL_BOX) > 0.8
+            assert not any(d.has_position for d in msg.detections)
+        frame_warnings = [w for w in g.node.warnings if "frame_id" in w]
+        assert len(frame_warnings) == 1
+        assert other in frame_warnings[0] and FRAME in frame_warnings[0] and "depth_registered" in frame_warnings[0]
+        assert not g.cam()["poses"]
+        [ok] = g.node.set_parameters([Parameter("depth_registered", value=True)])
+        assert ok.successful and g.node.config.depth_registered
+        stamp = stamp_plus(STAMP, 10.0)
+        want = messages.stamp_to_ns(stamp)
+        msg = wait_for(lambda: (publish(stamp), next((m for m in g.detections()
+                                                     if messages.stamp_to_ns(m.header.stamp) == want), None))[1],
+                       what="the registered frame")
+        best = msg.detections[0]
+        assert best.has_position
+        u, v = geometry.box_center(roi_box(best.roi))
+        np.testing.assert_allclose([best.position.x, best.position.y, best.position.z],
+                                   geometry.pixel_to_point(u, v, 1.5, K), atol=0.01)
+
+
+@pytest.mark.ros
+@pytest.mark.timeout(120)
+def test_compressed_depth_transport_subscribes_depth_compressed_depth():
+    """depth_transport: compressedDepth -> CompressedImage on depth/compressedDepth
+    (compressed_depth_image_transport 16UC1: 12-byte header + 16-bit PNG, 1500 mm) gives
+    3D positions at 1.5 m within 1 cm; nothing is subscribed on the raw depth topic."""
+    import struct
+
+    from sensor_msgs.msg import CompressedImage
+
+    with graph(use_depth=True, depth_transport="compressedDepth", sync_slop=0.05,
+               command="pick up the red ball") as g:
+        assert g.node.get_parameter("depth_transport").value == "compressedDepth"
+        pub = g.tester.create_publisher(CompressedImage, f"{g.ns}/depth/compressedDepth", qos_profile_sensor_data)
+        wait_for(lambda: pub.get_subscription_count() > 0, what="compressedDepth subscription")
+        assert g.cam()["depth"].get_subscription_count() == 0
+        ok, png = cv2.imencode(".png", np.full((H, W), 1500, np.uint16))
+        assert ok
+        cam = g.cam()
+
+        def publish(stamp):
+            msg = CompressedImage(header=Header(stamp=stamp, frame_id=FRAME), format="16UC1; compressedDepth png")
+            msg.data = struct.pack("<iff", 0, 0.0, 0.0) + png.tobytes()
+            pub.publish(msg)
+            cam["info"].publish(info_msg(stamp))
+            time.sleep(0.05)
+            cam["image"].publish(image_msg(scene(), stamp))
+
+        want = messages.stamp_to_ns(STAMP)
+        msg = wait_for(lambda: (publish(STAMP), next((m for m in g.detections()
+                                                     if messages.stamp_to_ns(m.header.stamp) == want
+                                                     and m.detections and m.detections[0].has_position), None))[1],
+                       what="a 3D result from compressedDepth")
+        best = msg.detections[0]
+        assert iou(roi_box(best.roi), BALL_BOX) > 0.8
+        u, v = geometry.box_center(roi_box(best.roi))
+        np.testing.assert_allclose([best.position.x, best.position.y, best.position.z],
+                                   geometry.pixel_to_point(u, v, 1.5, K), atol=0.01)
+
+
+@pytest.mark.ros
+@pytest.mark.timeout(120)
 def test_compressed_transport_subscribes_image_compressed():
     """image_transport: compressed -> CompressedImage on image/compressed (PNG, lossless)."""
     from sensor_msgs.msg import CompressedImage
@@ -738,7 +723,7 @@ def _start_node(tmp_path, ns: str, *params: str) -> subprocess.Popen:
 def test_executable_sets_cpu_threads(tmp_path, value, expected):
     """The executable applies ``cpu_threads`` (process-wide torch threads) and names the count
     in its ready line; 0 = auto = usable CPUs - 1 (at least 1)."""
-    from clip_perception.encoder import resolve_cpu_threads
+    from clip_perception.device import resolve_cpu_threads
 
     want = resolve_cpu_threads(0) if expected is None else expected
     proc = _start_node(tmp_path, f"/c{uuid.uuid4().hex[:8]}", "pretrained:=none", "warmup:=false",

@@ -3,7 +3,9 @@
 Cases:
 - generated messages/services import in the venv and round-trip through a real rclpy
   publisher and subscription in one process (all fields, 3 detections, ROI and Point exact);
-- package.xml validates with catkin_pkg and declares every ROS runtime dependency imported;
+- package.xml validates with catkin_pkg and declares every runtime dependency imported by its rosdep
+  key, leaving out the pip-only ones (so README's `rosdep install` line resolves every key);
+- CMakeLists.txt installs the Python package next to the generated msg/srv modules with no option;
 - the launch file compiles and refers only to installed executables and config files.
 """
 
@@ -92,14 +94,28 @@ def test_messages_round_trip_through_rclpy():
 
 def _imported_top_modules():
     names = set()
-    for path in (REPO / "clip_perception").rglob("*.py"):
+    for path in [*(REPO / "clip_perception").rglob("*.py"), REPO / "launch" / "clip_perception.launch.py"]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module.split(".")[0])
-    return names
+    return names - set(sys.stdlib_module_names) - {"clip_perception"}
+
+
+# ROS packages the code or the launch file imports: declared by package name.
+ROS_PACKAGES = {"rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "visualization_msgs", "vision_msgs",
+                "rosgraph_msgs", "rcl_interfaces", "builtin_interfaces", "lifecycle_msgs", "launch", "launch_ros"}
+# Python packages with a rosdep key in rosdistro's rosdep/python.yaml that resolves on Ubuntu 22.04
+# and 24.04 (Humble, Jazzy, Kilted): declared by that key.
+ROSDEP_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml",
+               "psutil": "python3-psutil", "PIL": "python3-pil", "tqdm": "python3-tqdm",
+               "matplotlib": "python3-matplotlib"}
+# Python packages without such a key: left out of package.xml (so `rosdep install` resolves every
+# key) and installed with pip from requirements/ (README): module -> pip distribution.
+PIP_ONLY = {"torch": "torch", "torchvision": "torchvision", "open_clip": "open-clip-torch",
+            "huggingface_hub": "huggingface-hub", "mujoco": "mujoco", "rosbags": "rosbags"}
 
 
 def test_package_xml_validates_and_declares_runtime_dependencies():
@@ -111,20 +127,42 @@ def test_package_xml_validates_and_declares_runtime_dependencies():
     assert package.get_build_type() == "ament_cmake"
     assert all(re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", m.email) for m in package.maintainers)
     declared = {d.name for d in package.exec_depends + package.build_export_depends + package.build_depends}
-    declared |= {d.name for d in getattr(package, "depends", [])}
-    # ROS packages the code imports must be declared; Python packages map to rosdep keys.
-    ros_packages = {"rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "visualization_msgs",
-                    "rosgraph_msgs", "rcl_interfaces", "builtin_interfaces", "launch", "launch_ros"}
-    rosdep_keys = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml",
-                   "torch": "python3-torch", "torchvision": "python3-torchvision",
-                   "open_clip": "python3-open-clip-torch-pip", "mujoco": "python3-mujoco-pip",
-                   "rosbags": "python3-rosbags-pip", "psutil": "python3-psutil"}
-    imported = _imported_top_modules() | {"launch", "launch_ros"}  # the launch file's imports
-    missing = sorted(name for name in imported & ros_packages if name not in declared)
-    missing += sorted(rosdep_keys[name] for name in imported & set(rosdep_keys) if rosdep_keys[name] not in declared)
+    # Every third-party import is classified: a ROS package, a rosdep key or a pip-only package.
+    imported = _imported_top_modules()
+    unknown = sorted(imported - ROS_PACKAGES - set(ROSDEP_KEYS) - set(PIP_ONLY))
+    assert not unknown, f"imports with no declared dependency (add them to package.xml or PIP_ONLY): {unknown}"
+    missing = sorted(name for name in imported & ROS_PACKAGES if name not in declared)
+    missing += sorted(key for name, key in ROSDEP_KEYS.items() if name in imported and key not in declared)
+    missing += sorted({"vision_msgs", "lifecycle_msgs"} - declared)  # optional import / the managed node
     assert not missing, f"package.xml lacks: {missing}"
+    every_key = {d.name for d in package.exec_depends + package.build_depends + package.buildtool_depends
+                 + package.build_export_depends + package.test_depends}
+    assert not {k for k in every_key if k.endswith("-pip") or k in {"python3-torch", "python3-torchvision"}}, \
+        "keys that do not resolve on every distribution break `rosdep install`"
+    requirements = "\n".join((REPO / "requirements" / f).read_text(encoding="utf-8") for f in ("torch.txt", "base.txt"))
+    pip_names = {re.split(r"[=<>\[ ]", line.strip())[0].lower() for line in requirements.splitlines()
+                 if line.strip() and not line.startswith("#")}
+    assert {PIP_ONLY[name] for name in imported & set(PIP_ONLY)} <= pip_names
     assert {"rosidl_default_generators", "ament_cmake_python"} <= {d.name for d in package.buildtool_depends}
     assert "rosidl_interface_packages" in [g.name for g in package.member_of_groups]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    ros_section = readme.split("## On a ROS 2 machine", 1)[1].split("\n## ", 1)[0]
+    assert "rosdep install --from-paths src --ignore-src -y" in ros_section
+    assert "--skip-keys" not in ros_section and "requirements/base.txt" in ros_section
+
+
+def test_cmake_installs_python_package_and_executables_without_options():
+    """CMakeLists.txt builds the same way everywhere (no option that switches the Python package
+    off), never calls ament_python_install_package itself (rosidl_generate_interfaces does, for
+    the generated modules: rosidl_python issue 141), and installs the sources next to them."""
+    cmake = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    code = "\n".join(line.split("#", 1)[0] for line in cmake.splitlines())
+    assert "option(" not in code and "CLIP_PERCEPTION_INSTALL_PYTHON" not in code
+    assert "ament_python_install_package(" not in code
+    assert re.search(r'install\(DIRECTORY \$\{PROJECT_NAME\}/\s+DESTINATION "\$\{PYTHON_INSTALL_DIR\}/\$\{PROJECT_NAME\}"', code)
+    assert code.index("rosidl_generate_interfaces(") < code.index("install(DIRECTORY ${PROJECT_NAME}/")
+    for script in ("setup_env.sh", "build_interfaces.sh"):
+        assert "CLIP_PERCEPTION_INSTALL_PYTHON" not in (REPO / "scripts" / script).read_text(encoding="utf-8")
 
 
 def test_launch_file_compiles_and_refers_to_installed_files():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from clip_perception import proposals as P
+from clip_perception.boxes import box_iou
 from clip_perception.types import Timings
 
 W, H = 640, 480
@@ -96,7 +97,7 @@ def depth_scene():
 
 
 def best_iou(gt, boxes):
-    return P.box_iou(gt, boxes).max(axis=1)
+    return box_iou(gt, boxes).max(axis=1)
 
 
 def check_invariants(boxes, scores, w=W, h=H, max_proposals=100, min_box_size=16):
@@ -160,7 +161,7 @@ def test_nms_applied_across_methods(scene):
     """Case: no two returned boxes overlap with IoU > nms_iou."""
     rgb, _ = scene
     boxes, _ = P.propose(rgb, nms_iou=0.5)
-    iou = P.box_iou(boxes, boxes)
+    iou = box_iou(boxes, boxes)
     np.fill_diagonal(iou, 0)
     assert iou.max() <= 0.5 + 1e-6
 
@@ -225,7 +226,7 @@ def test_depth_one_component_per_object(scene, depth_scene):
     boxes, scores = P.propose(rgb, depth, K, methods=("depth",))
     check_invariants(boxes, scores)
     assert len(boxes) == len(gt)
-    iou = P.box_iou(gt, boxes)
+    iou = box_iou(gt, boxes)
     assert (iou.max(axis=1) >= 0.5).all(), iou
     assert sorted(iou.argmax(axis=1).tolist()) == list(range(len(gt)))  # one-to-one
     assert (scores >= 0.8).all()
@@ -298,31 +299,7 @@ def test_fit_plane_ransac_recovers_plane():
     assert inliers > 0.8 * len(pts)
 
 
-# ----------------------------------------------------------------------- box utilities
-
-
-def test_box_iou_values():
-    """Case: IoU of [0,0,10,10] with [5,0,15,10] = 50/150; identical = 1; disjoint = 0; empty -> (N, 0)."""
-    a = np.array([[0, 0, 10, 10]], np.float32)
-    b = np.array([[5, 0, 15, 10], [0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
-    np.testing.assert_allclose(P.box_iou(a, b), [[1 / 3, 1.0, 0.0]], atol=1e-6)
-    assert P.box_iou(a, np.zeros((0, 4), np.float32)).shape == (1, 0)
-
-
-def test_nms_keeps_best_of_overlapping():
-    """Case: NMS at 0.5 keeps the higher-scored of two IoU-0.9 boxes and the disjoint one, by score."""
-    boxes = np.array([[0, 0, 100, 100], [0, 0, 100, 90], [200, 200, 250, 250]], np.float32)
-    keep = P.nms(boxes, np.array([0.5, 0.9, 0.7], np.float32), 0.5)
-    assert keep.tolist() == [1, 2]
-    assert P.nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
-
-
-def test_clamp_boxes_and_rois():
-    """Case: clamp to [0, W] x [0, H] edges; ROI = rounded (x, y, w, h) as Detection.roi."""
-    b = P.clamp_boxes(np.array([[-5, -3, 700, 100], [10.4, 20.6, 30.5, 40.2]], np.float32), 640, 480)
-    np.testing.assert_allclose(b[0], [0, 0, 640, 100])
-    rois = P.boxes_to_rois(b)
-    assert rois.tolist() == [[0, 0, 640, 100], [10, 21, 20, 19]]
+# ----------------------------------------------------------------------- grid
 
 
 def test_grid_covers_image():

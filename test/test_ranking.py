@@ -1,10 +1,10 @@
 """ranking.py on synthetic scenes with known answers (test encoders from fake_encoders.py).
 
 Scenes are filled rectangles / circles drawn with OpenCV on a grey (128, 128, 128)
-"table"; the proposals are the exact object boxes plus table-only boxes.
+"table"; the proposals are the exact object boxes plus table-only boxes.  Most cases rank
+through ``pipeline.rank_boxes`` (prepare -> embed -> rank, the Detector's path for given
+boxes); the last ones call the pure ``ranking`` functions on hand-made embeddings.
 """
-
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -12,7 +12,8 @@ import pytest
 
 from clip_perception import ranking
 from clip_perception.command import ParsedCommand, parse_command
-from clip_perception.ranking import rank
+from clip_perception.params import PARAMETERS, ParameterError, RankingConfig
+from clip_perception.pipeline import rank_boxes as rank
 from clip_perception.types import Detection, Timings
 from fake_encoders import ColorTestEncoder, ConstantEncoder, SlowEncoder
 
@@ -26,9 +27,9 @@ TABLE_BOXES = [[0, 0, 60, 60], [560, 400, 640, 480], [250, 420, 330, 470]]
 
 def cfg(**kw):
     base = dict(score_threshold=0.5, color_prior_weight=0.3, relation_weight=0.5, top_k=5, mode="crop",
-                cascade_top_k=10, negative_prompts=list(ranking.DEFAULT_NEGATIVE_PROMPTS))
+                cascade_top_k=10, negative_prompts=list(PARAMETERS["negative_prompts"].default))
     base.update(kw)
-    return SimpleNamespace(**base)
+    return RankingConfig(**base)
 
 
 def scene(rects):
@@ -371,31 +372,6 @@ def test_top_k_label_and_fields():
     assert len(res2.order) == 3 and res2.best is res2.detections[0]
 
 
-def test_cascade_mode_dense_then_crop():
-    """Case: cascade encodes all proposals densely, then re-encodes the cascade_top_k best as crops; same answer."""
-    img, boxes = scene(THREE)
-    rng = np.random.default_rng(1)
-    xy = rng.uniform(0, 400, (25, 2))
-    boxes = np.concatenate([boxes, np.concatenate([xy, xy + 40], 1).astype(np.float32)])
-    enc = ColorTestEncoder()
-    res = rank(img, boxes, None, cmd("the leftmost red block"), enc, cfg(mode="cascade", cascade_top_k=5))
-    assert enc.modes == ["dense", "crop"]
-    assert enc.calls["boxes_encoded"] == len(boxes) + 5
-    assert res.mode == "cascade" and best_index(res, boxes) == 0
-    enc2 = ColorTestEncoder()
-    rank(img, boxes, None, cmd("the cup next to the red block"), enc2, cfg(mode="cascade", cascade_top_k=5))
-    assert 5 <= enc2.calls["boxes_encoded"] - len(boxes) <= 10  # union of target and reference top-k
-
-
-@pytest.mark.parametrize("mode,expected", [("crop", ["crop"]), ("dense", ["dense"]), ("auto", ["dense", "crop"])])
-def test_modes_passed_to_encoder(mode, expected):
-    """Case: crop/dense are passed through; auto on a CPU encoder means cascade."""
-    img, boxes = scene(THREE)
-    enc = ColorTestEncoder()
-    rank(img, boxes, None, cmd("the red block"), enc, cfg(mode=mode, cascade_top_k=2))
-    assert enc.modes == expected
-
-
 def test_string_command_timings_and_defaults():
     """Case: a command string is parsed; timings get encode stages; config=None uses the DEFAULT_* values."""
     img, boxes = scene(THREE)
@@ -435,13 +411,67 @@ def test_no_proposals_and_errors():
         rank(img, boxes, None, "Thank you.", enc, cfg())
 
 
-def test_defaults_match_params():
-    """Case: ranking's DEFAULT_* constants equal the defaults of params.DetectorConfig (one source of truth)."""
-    params = pytest.importorskip("clip_perception.params")
-    spec = params.PARAMETERS
-    assert tuple(spec["negative_prompts"].default) == ranking.DEFAULT_NEGATIVE_PROMPTS
-    assert spec["score_threshold"].default == ranking.DEFAULT_SCORE_THRESHOLD
-    assert spec["color_prior_weight"].default == ranking.DEFAULT_COLOR_PRIOR_WEIGHT
-    assert spec["relation_weight"].default == ranking.DEFAULT_RELATION_WEIGHT
-    assert spec["top_k"].default == ranking.DEFAULT_TOP_K
-    assert spec["cascade_top_k"].default == ranking.DEFAULT_CASCADE_TOP_K
+def test_defaults_come_from_the_table():
+    """Case: RankingConfig's defaults are the parameter table's (one source of truth; no DEFAULT_* copies)."""
+    spec = PARAMETERS
+    defaults = RankingConfig()
+    assert tuple(spec["negative_prompts"].default) == tuple(defaults.negative_prompts)
+    assert spec["score_threshold"].default == defaults.score_threshold
+    assert spec["color_prior_weight"].default == defaults.color_prior_weight
+    assert spec["relation_weight"].default == defaults.relation_weight
+    assert spec["top_k"].default == defaults.top_k
+    assert spec["cascade_top_k"].default == defaults.cascade_top_k
+    assert not any(name.startswith("DEFAULT_") for name in vars(ranking))
+    with pytest.raises(ParameterError):
+        RankingConfig(score_threshold=-0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pure functions on hand-made embeddings (no encoder)
+# ---------------------------------------------------------------------------------------------
+
+
+def _unit(v):
+    v = np.asarray(v, np.float64)
+    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def test_clip_probabilities_exact_values():
+    """Case: cos 1 vs 0 at logit scale 100 -> p = 1 / (1 + e^-100); cos 0 vs 1 -> ~0; no negatives: (cos + 1) / 2."""
+    img = _unit([[1, 0], [0, 1], [1, 1]])
+    p = ranking.clip_probabilities(img, _unit([1, 0]), _unit([[0, 1]]), 100.0)
+    np.testing.assert_allclose(p, [1 / (1 + np.exp(-100)), 1 / (1 + np.exp(100)), 0.5], atol=1e-7)
+    p0 = ranking.clip_probabilities(img, _unit([1, 0]), np.zeros((0, 2), np.float32), 100.0)
+    np.testing.assert_allclose(p0, [1.0, 0.5, (np.sqrt(0.5) + 1) / 2], atol=1e-6)
+
+
+def test_rank_is_pure_on_given_embeddings():
+    """Case: rank() on given embeddings (no encoder): box 1 (embedding = target) is the only detection;
+    the unusable NaN box and the table box are never reported; notes say why nothing else passed."""
+    img, boxes = scene([(100, 200, 160, 260, RED), (300, 200, 360, 260, BLUE)])
+    boxes = np.concatenate([boxes, np.array([[np.nan, 0, 10, 10]], np.float32)])
+    query = ranking.make_query(cmd("the blue block"), None, ["background"])
+    box_set = ranking.prepare_boxes(img, boxes, None, query)
+    assert box_set.usable.tolist() == [True, True, True, True, True, False]
+    np.testing.assert_array_equal(box_set.boxes[5], [0, 0, 0, 0])  # a row with a NaN becomes zeros
+    texts = ranking.TextEmbeddings(target=_unit([1, 0, 0]), reference=None, negatives=_unit([[0, 1, 0]]),
+                                   logit_scale=100.0)
+    emb = _unit([[0, 1, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 1, 0], [1, 0, 0]])
+    res = ranking.rank(box_set, emb, texts, query, cfg(color_prior_weight=0.0))
+    assert picked(res, box_set.boxes) == [1] and res.mode == "crop"
+    assert res.clip_prob[1] == pytest.approx(1.0) and res.clip_prob[5] == pytest.approx(1.0)  # scored, not reported
+    empty = ranking.rank(ranking.prepare_boxes(img, np.zeros((0, 4)), None, query), None, None, query, cfg())
+    assert empty.detections == [] and empty.notes == ["no proposals"]
+
+
+def test_make_query_phrases_and_negatives():
+    """Case: the target is dropped from the negatives; a reference naming no object gives a note and no reference."""
+    from clip_perception.command import parse_object_phrase
+
+    c = cmd("the cup next to the red plate")
+    q = ranking.make_query(c, parse_object_phrase(c.reference), ["background", "Cup", "a wall"])
+    assert q.phrases == ["cup", "red plate"] and q.negatives == ("background", "a wall") and q.uses_reference
+    q2 = ranking.make_query(c, parse_object_phrase(""), [])
+    assert q2.reference is None and q2.phrases == ["cup"] and any("names no object" in n for n in q2.notes)
+    with pytest.raises(ValueError):
+        ranking.make_query(ParsedCommand(raw="", action="find", target=" ", noun=""), None, [])

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from clip_perception import cli
-from clip_perception.proposals import box_iou, propose
+from clip_perception.boxes import box_iou
+from clip_perception.proposals import propose
 from clip_perception.sim.scene import make_scene
 
 

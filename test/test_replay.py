@@ -14,14 +14,13 @@ import cv2
 import numpy as np
 import pytest
 
-from clip_perception.tools.replay import (
+from clip_perception.camera import camera_info_to_K
+from clip_perception.decode import decode_depth, decode_image
+from clip_perception.tools.replay_io import (
     COLOR_TOPIC,
     DEPTH_TOPIC,
     INFO_TOPIC,
     RgbdFrame,
-    camera_info_to_K,
-    image_to_depth_m,
-    image_to_rgb,
     is_bag,
     iter_bag,
     iter_bag_frames,
@@ -51,9 +50,9 @@ def _frames(n=3, h=48, w=64):
 
 
 def _expected_depth(depth):
-    """What a 16UC1 round trip must give: mm * 0.001 in float32, NaN kept."""
+    """What a 16UC1 round trip must give: mm * 0.001 (float64, as decode_depth) in float32, NaN kept."""
     mm = np.where(np.isfinite(depth), np.round(depth * 1000.0), 0).astype(np.uint16)
-    d = mm.astype(np.float32) * np.float32(0.001)
+    d = (mm.astype(np.float64) * 0.001).astype(np.float32)
     d[mm == 0] = np.nan
     return d
 
@@ -83,8 +82,8 @@ def test_write_then_iter_bag_gives_exact_stamps_and_pixels(bag):
         assert [m.log_time_ns for m in lst] == STAMPS
     for (rgb, depth), cm, dm, im in zip(frames, by_topic[COLOR_TOPIC], by_topic[DEPTH_TOPIC], by_topic[INFO_TOPIC]):
         assert cm.msg.encoding == "rgb8" and dm.msg.encoding == "16UC1"
-        np.testing.assert_array_equal(image_to_rgb(cm.msg), rgb)
-        np.testing.assert_array_equal(image_to_depth_m(dm.msg), _expected_depth(depth))
+        np.testing.assert_array_equal(decode_image(cm.msg), rgb)
+        np.testing.assert_array_equal(decode_depth(dm.msg), _expected_depth(depth))
         np.testing.assert_array_equal(camera_info_to_K(im.msg), K_TEST)
         assert cm.msg.header.frame_id == "camera_color_optical_frame"
 
@@ -197,7 +196,7 @@ def test_load_real_rgbd_folder_known_pixels():
     f = frames[0]
     raw = cv2.imread(str(REAL / "posecnn_ycb_demo_rgbd" / "000000-depth.png"), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(np.isnan(f.depth_m), raw == 0)
-    np.testing.assert_allclose(f.depth_m[raw > 0], raw[raw > 0].astype(np.float32) * np.float32(0.001))
+    np.testing.assert_allclose(f.depth_m[raw > 0], (raw[raw > 0].astype(np.float64) * 0.001).astype(np.float32))
     # red bowl box (PROVENANCE): x 141-311, y 295-440
     patch = f.rgb[330:400, 180:270].reshape(-1, 3).astype(int)
     r, g, b = np.median(patch, axis=0)
@@ -291,8 +290,8 @@ def test_replay_publisher_uses_bag_stamps_and_remaps(tmp_path):
         assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in got[k]] == STAMPS, k
         assert all(m.header.frame_id == "replayed_frame" for m in got[k])
     for (rgb, depth), im, dm, info in zip(frames, got["image"], got["depth"], got["camera_info"]):
-        np.testing.assert_array_equal(image_to_rgb(im), rgb)
-        np.testing.assert_array_equal(image_to_depth_m(dm), _expected_depth(depth))
+        np.testing.assert_array_equal(decode_image(im), rgb)
+        np.testing.assert_array_equal(decode_depth(dm), _expected_depth(depth))
         np.testing.assert_array_equal(np.asarray(info.k).reshape(3, 3), K_TEST)
 
 
@@ -326,8 +325,8 @@ def test_replay_publisher_rgbd_folder(tmp_path):
     assert [m.encoding for m in got["image"]] == ["rgb8", "rgb8"]
     assert [m.encoding for m in got["depth"]] == ["32FC1", "32FC1"]
     for i, (im, dm, info) in enumerate(zip(got["image"], got["depth"], got["camera_info"])):
-        np.testing.assert_array_equal(image_to_rgb(im), rgb)
-        np.testing.assert_allclose(image_to_depth_m(dm), np.float32((700 + i) * 0.001))
+        np.testing.assert_array_equal(decode_image(im), rgb)
+        np.testing.assert_allclose(decode_depth(dm), np.float32((700 + i) * 0.001))
         np.testing.assert_array_equal(np.asarray(info.k).reshape(3, 3), [[100, 0, 3.5], [0, 100, 2.5], [0, 0, 1]])
         assert im.header.stamp == dm.header.stamp == info.header.stamp
 
@@ -388,3 +387,17 @@ def test_bag_without_depth_gives_frames_without_depth(tmp_path):
     assert all(f.depth_m is None for f in out)
     np.testing.assert_array_equal(out[1].K, K_TEST)
     np.testing.assert_array_equal(out[0].rgb, rgb)
+
+
+def test_rgbd_folder_accepts_h_w_1_npy_depth(tmp_path):
+    """Case (issue 12): an RGB-D folder whose depth is a (H, W, 1) float .npy replays in metres."""
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[..., 0] = 200
+    cv2.imwrite(str(tmp_path / "000000-color.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    d = np.full((6, 8, 1), 1.25, np.float32)
+    d[0, 0, 0] = 0.0
+    np.save(tmp_path / "000000-depth.npy", d)
+    (f,) = load_rgbd_folder(tmp_path)
+    np.testing.assert_array_equal(f.rgb, rgb)
+    assert f.depth_m.shape == (6, 8) and np.isnan(f.depth_m[0, 0])
+    assert np.all(f.depth_m.ravel()[1:] == np.float32(1.25))

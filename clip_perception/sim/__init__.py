@@ -1,26 +1,32 @@
 """Simulated camera for tests and demos.
 
-``clip_perception.sim.scene`` (ROS-free) renders MuJoCo table-top scenes with
-ground truth; ``clip_perception.sim.camera_node`` (rclpy) publishes them like a
-Gazebo camera bridged with ``ros_gz_bridge``.
+``clip_perception.sim.objects`` (ROS-free, no MuJoCo) describes the objects and their
+ground truth; ``clip_perception.sim.scene`` (ROS-free) renders MuJoCo table-top scenes
+of them; ``clip_perception.sim.camera_node`` (rclpy) publishes them like a Gazebo
+camera bridged with ``ros_gz_bridge``.
 
-The names below are imported lazily so that ``import clip_perception.sim``
-does not load MuJoCo (or set ``MUJOCO_GL``) until a scene is needed.
+The names below are imported lazily so that ``import clip_perception.sim`` does not
+load MuJoCo (or set ``MUJOCO_GL``) until a scene is needed; the object names come from
+``objects`` and need no MuJoCo at all.
 """
 
 from __future__ import annotations
 
-_SCENE_NAMES = (
+#: Names defined in ``objects`` (no MuJoCo).
+_OBJECT_NAMES = (
     "COLORS",
     "SHAPES",
-    "TABLE_HEIGHT",
     "DEFAULT_FRAME_ID",
     "ObjectSpec",
     "GroundTruthObject",
     "Frame",
+    "default_object_specs",
+)
+#: Every public name of ``scene`` (which re-exports the object names).
+_SCENE_NAMES = _OBJECT_NAMES + (
+    "TABLE_HEIGHT",
     "SimScene",
     "make_scene",
-    "default_object_specs",
     "intrinsics_from_fovy",
     "project_points",
 )
@@ -29,6 +35,10 @@ __all__ = list(_SCENE_NAMES)
 
 
 def __getattr__(name: str):
+    if name in _OBJECT_NAMES:
+        from . import objects
+
+        return getattr(objects, name)
     if name in _SCENE_NAMES:
         from . import scene
 

@@ -7,6 +7,8 @@ It behaves like a Gazebo camera bridged with ``ros_gz_bridge``:
 * ``camera_info`` (sensor_msgs/CameraInfo: true K, P = [K | 0], R = I,
   ``plumb_bob`` with zero D),
 
+published through the one camera-feed publisher
+(:class:`clip_perception.tools.feed.CameraFeed`: depth, camera_info, then image),
 all with the same ``header.frame_id`` (parameter ``frame_id``) and the same
 ``header.stamp`` per frame, taken from simulated time that starts at
 ``start_time`` seconds and advances ``1 / rate_hz`` per frame.  ``/clock``
@@ -31,139 +33,21 @@ it is itself given ``use_sim_time``.
 
 from __future__ import annotations
 
-import array
 import json
 import sys
 from typing import Optional
 
-import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
-from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import ParameterDescriptor
 from rosgraph_msgs.msg import Clock as ClockMsg
-from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header, String
+from std_msgs.msg import String
 
+from ..messages import ns_to_stamp
 from ..tools.executables import run_single_threaded, spin_while
+from ..tools.feed import CLOCK_QOS, LATCHED_QOS, CameraFeed, qos_from_name
 
-__all__ = [
-    "SimCameraNode",
-    "main",
-    "make_image_msg",
-    "make_depth_msg",
-    "make_camera_info_msg",
-    "stamp_from_ns",
-    "qos_from_name",
-]
-
-
-# ----------------------------------------------------------------- messages
-def stamp_from_ns(ns: int) -> Time:
-    """builtin_interfaces/Time from integer nanoseconds."""
-    ns = int(ns)
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def make_image_msg(rgb: np.ndarray, header: Optional[Header] = None) -> Image:
-    """sensor_msgs/Image ``rgb8`` from an (H, W, 3) uint8 RGB array.
-
-    Raises:
-        ValueError: wrong shape or dtype.
-    """
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-    msg = Image()
-    if header is not None:
-        msg.header = header
-    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
-    msg.encoding = "rgb8"
-    msg.is_bigendian = 0
-    msg.step = msg.width * 3
-    msg.data = array.array("B", np.ascontiguousarray(rgb).tobytes())
-    return msg
-
-
-def make_depth_msg(depth_m: np.ndarray, header: Optional[Header] = None, encoding: str = "32FC1") -> Image:
-    """sensor_msgs/Image depth from an (H, W) float array in metres.
-
-    ``32FC1``: little-endian float32 metres, NaN kept (REP 118).  ``16UC1``:
-    uint16 millimetres, NaN / non-positive / out of range written as 0.
-
-    Raises:
-        ValueError: wrong shape or unsupported encoding.
-    """
-    depth_m = np.asarray(depth_m)
-    if depth_m.ndim != 2:
-        raise ValueError(f"depth must be (H, W), got {depth_m.shape}")
-    msg = Image()
-    if header is not None:
-        msg.header = header
-    msg.height, msg.width = int(depth_m.shape[0]), int(depth_m.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    if encoding == "32FC1":
-        data = depth_m.astype("<f4")
-        msg.step = msg.width * 4
-    elif encoding == "16UC1":
-        mm = np.where(np.isfinite(depth_m), np.round(depth_m.astype(np.float64) * 1000.0), 0.0)
-        mm[(mm <= 0) | (mm > 65535)] = 0
-        data = mm.astype("<u2")
-        msg.step = msg.width * 2
-    else:
-        raise ValueError(f"unsupported depth encoding {encoding!r} (32FC1 or 16UC1)")
-    msg.data = array.array("B", np.ascontiguousarray(data).tobytes())
-    return msg
-
-
-def make_camera_info_msg(K: np.ndarray, width: int, height: int, header: Optional[Header] = None) -> CameraInfo:
-    """sensor_msgs/CameraInfo for an ideal pinhole: K, R = I, P = [K | 0],
-    ``plumb_bob`` with D = 0 (what a Gazebo camera reports)."""
-    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
-    msg = CameraInfo()
-    if header is not None:
-        msg.header = header
-    msg.width, msg.height = int(width), int(height)
-    msg.distortion_model = "plumb_bob"
-    msg.d = [0.0] * 5
-    msg.k = K.ravel().copy()
-    msg.r = np.eye(3).ravel()
-    P = np.zeros((3, 4))
-    P[:, :3] = K
-    msg.p = P.ravel()
-    return msg
-
-
-def qos_from_name(name: str) -> QoSProfile:
-    """``sensor_data`` / ``best_effort`` -> rclpy's sensor-data profile (best
-    effort, keep last 5); ``reliable`` -> reliable, keep last 10, volatile.
-
-    Raises:
-        ValueError: unknown name.
-    """
-    key = str(name).strip().lower()
-    if key in ("sensor_data", "best_effort", "sensor"):
-        return qos_profile_sensor_data
-    if key in ("reliable", "default"):
-        return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-    raise ValueError(f"unknown qos {name!r}: use 'sensor_data' or 'reliable'")
-
-
-LATCHED_QOS = QoSProfile(
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    history=HistoryPolicy.KEEP_LAST,
-)
-CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+__all__ = ["SimCameraNode", "main"]
 
 
 # --------------------------------------------------------------------- node
@@ -214,9 +98,8 @@ class SimCameraNode(Node):
         self._scene = None
         self._frame = None
 
-        self.image_pub = self.create_publisher(Image, "image", qos)
-        self.depth_pub = self.create_publisher(Image, "depth", qos)
-        self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
+        self.feed = CameraFeed(self, qos=qos)  # image, depth, camera_info
+        self.image_pub, self.depth_pub, self.info_pub = self.feed.image_pub, self.feed.depth_pub, self.feed.info_pub
         self.gt_pub = self.create_publisher(String, "ground_truth", LATCHED_QOS)
         self.clock_pub = self.create_publisher(ClockMsg, "/clock", CLOCK_QOS) if self.publish_clock else None
 
@@ -264,9 +147,7 @@ class SimCameraNode(Node):
 
     def _render(self) -> None:
         self._frame = self._scene.render()
-        self._image_msg = make_image_msg(self._frame.rgb, Header(frame_id=self.frame_id))
-        self._depth_msg = make_depth_msg(self._frame.depth, Header(frame_id=self.frame_id))
-        self._info_msg = make_camera_info_msg(self._frame.K, self.width, self.height, Header(frame_id=self.frame_id))
+        self._feed_frame = self.feed.make_frame(self._frame.rgb, self._frame.depth, self._frame.K, frame_id=self.frame_id)
 
     # --------------------------------------------------------------- public
     @property
@@ -280,19 +161,17 @@ class SimCameraNode(Node):
         return self._sim_ns
 
     def step(self) -> None:
-        """Publish one frame (clock, image, depth, camera_info) at the current
+        """Publish one frame (clock, then depth, camera_info and image through the
+        :class:`~clip_perception.tools.feed.CameraFeed`, one header) at the current
         simulated time, then advance it by ``1 / rate_hz``."""
         if self.relayout_every > 0 and self._frame_count > 0 and self._frame_count % self.relayout_every == 0:
             self._layout += 1
             self._new_layout(self.seed + self._layout)
         elif self.rerender and self._frame_count > 0:
             self._render()
-        stamp = stamp_from_ns(self._sim_ns)
         if self.clock_pub is not None:
-            self.clock_pub.publish(ClockMsg(clock=stamp))
-        for msg, pub in ((self._image_msg, self.image_pub), (self._depth_msg, self.depth_pub), (self._info_msg, self.info_pub)):
-            msg.header.stamp = stamp
-            pub.publish(msg)
+            self.clock_pub.publish(ClockMsg(clock=ns_to_stamp(self._sim_ns)))
+        self.feed.publish(self._feed_frame, self._sim_ns, self.frame_id)
         self._frame_count += 1
         self._sim_ns += self._period_ns
 

@@ -53,6 +53,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .. import boxes
 from ..command import parse_command
 
 DEFAULT_COMMAND = "pick up the red ball"
@@ -107,12 +108,8 @@ def pick_seed(command_text: str, num_objects: int = NUM_OBJECTS, limit: int = 10
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two ``[x1, y1, x2, y2]`` boxes (pixels, exclusive x2/y2)."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    """IoU of two ``[x1, y1, x2, y2]`` boxes (pixels, exclusive x2/y2; ``boxes.box_iou``)."""
+    return float(boxes.box_iou(a, b)[0, 0])
 
 
 def roi_box(roi) -> list:
@@ -267,41 +264,47 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--"]:  # ``clip-perception demo -- --frames 5``
-        argv = argv[1:]
-    args = make_parser().parse_args(argv)
-    from .evaluate import weights_caches, weights_problem
-    from ..params import PARAMETERS
+class _Exit(Exception):
+    """Stop the demo with ``code``; the message goes to stderr after ``clip-perception demo: ``."""
 
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def _check_args(args) -> tuple[str, Path, Optional[Path]]:
+    """(the command's target phrase, output folder (created), data path or None).  Raises _Exit (2)."""
     if args.frames < 1 or args.timeout <= 0:
-        print("clip-perception demo: error: --frames must be >= 1 and --timeout > 0", file=sys.stderr)
-        return 2
+        raise _Exit("error: --frames must be >= 1 and --timeout > 0")
     parse = parse_command(args.command)
     if not parse.ok or not parse.commands:
-        print(f"clip-perception demo: error: '{args.command}' holds no command ({parse.reason})", file=sys.stderr)
-        return 2
-    target = parse.commands[0].target
+        raise _Exit(f"error: '{args.command}' holds no command ({parse.reason})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = Path(args.data) if args.data else None
     if data is not None and not data.exists():
-        print(f"clip-perception demo: error: no such folder or bag: {data}", file=sys.stderr)
-        return 2
+        raise _Exit(f"error: no such folder or bag: {data}")
+    return parse.commands[0].target, out, data
 
-    # 1. weights
+
+def _choose_weights(args) -> tuple[str, str, bool]:
+    """(model, pretrained, random weights?) the node runs with (step 1 of the module docstring).
+
+    Raises:
+        _Exit: 2 for an unknown model or tag, 3 when weights asked for explicitly are unavailable.
+    """
+    from ..params import PARAMETERS
+    from ..weights import weights_caches, weights_problem
+
     model = args.model or PARAMETERS["model_name"].default
     explicit = args.checkpoint or args.pretrained
     pretrained = explicit or PARAMETERS["pretrained"].default
     try:
         problem = weights_problem(model, pretrained)
     except ValueError as exc:
-        print(f"clip-perception demo: error: {exc}", file=sys.stderr)
-        return 2
+        raise _Exit(f"error: {exc}") from None
     if problem is not None and explicit:
-        print(f"clip-perception demo: {problem}", file=sys.stderr)
-        return 3
+        raise _Exit(problem, code=3)
     random_weights = problem is not None or pretrained.strip().lower() in ("", "none")
     if problem is not None:
         print(f"CLIP weights for {model}/{pretrained} are not available offline (cache: {weights_caches()}); "
@@ -309,9 +312,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pretrained = "none"
     elif random_weights:
         print("pretrained none: RANDOM CLIP weights + colour prior: detections come from the colour prior, not CLIP")
-    label = RANDOM_LABEL if random_weights else f"[CLIP {model}/{pretrained}]"
+    return model, pretrained, random_weights
 
-    # 2. private graph and children
+
+def _private_graph() -> tuple[int, str, dict]:
+    """(ROS_DOMAIN_ID, namespace, children's environment); this process joins the same graph."""
     domain = _private_domain()
     ns = f"/clip_demo_{os.getpid()}"
     env = dict(os.environ)
@@ -320,36 +325,62 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     env.setdefault("PYTHONFAULTHANDLER", "1")  # a crash of a child leaves its Python stack in its log
     os.environ["ROS_DOMAIN_ID"] = str(domain)  # this process's own rclpy context joins the same graph
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    return domain, ns, env
 
+
+def _camera_argv(args, data: Optional[Path], ns: str, target: str) -> tuple[list, str]:
+    """(argv of the camera child, a description of the source): the sim camera, or the replay
+    publisher of ``data``.  Raises _Exit (2) for a bag without a colour image topic."""
     py = sys.executable
     if data is None:
         seed = args.seed if args.seed is not None else pick_seed(args.command)
         if seed is None:
             seed = 0
             print(f"demo: no sim layout holds exactly one '{target}'; using seed 0 (expect 'not found')")
-        cam_argv = [py, "-m", "clip_perception.sim.camera_node", "--ros-args", "-r", f"__ns:={ns}",
-                    "-p", f"seed:={seed}", "-p", f"num_objects:={NUM_OBJECTS}", "-p", f"rate_hz:={CAMERA_RATE_HZ}",
-                    "-p", "publish_clock:=false", "-p", "qos:=reliable"]
-        source = f"simulated camera (MuJoCo, seed {seed}, {NUM_OBJECTS} objects)"
-    else:
-        from .replay import is_bag
+        argv = [py, "-m", "clip_perception.sim.camera_node", "--ros-args", "-r", f"__ns:={ns}",
+                "-p", f"seed:={seed}", "-p", f"num_objects:={NUM_OBJECTS}", "-p", f"rate_hz:={CAMERA_RATE_HZ}",
+                "-p", "publish_clock:=false", "-p", "qos:=reliable"]
+        return argv, f"simulated camera (MuJoCo, seed {seed}, {NUM_OBJECTS} objects)"
+    from .replay import is_bag
 
-        extra = []
-        if is_bag(data):
-            try:
-                maps, topics = _bag_remaps(data)
-            except (ValueError, OSError) as exc:
-                print(f"clip-perception demo: error: {exc}", file=sys.stderr)
-                return 2
-            extra = maps + ["--topics", *topics]
-        cam_argv = [py, "-m", "clip_perception.replay", str(data), "--rate", "1.0", "--loop", "--start-delay", "2.0",
-                    *extra, "--ros-args", "-r", f"__ns:={ns}"]
-        source = f"replay of {data} (real data: no ground truth)"
-    node_argv = [py, "-m", "clip_perception.node", "--ros-args", "-r", f"__ns:={ns}",
-                 "-p", f"model_name:={model}", "-p", f"pretrained:={pretrained}", "-p", "warmup:=false",
-                 "-p", f"max_rate_hz:={NODE_MAX_RATE_HZ}", "-p", "qos:=reliable"]
+    extra = []
+    if is_bag(data):
+        try:
+            maps, topics = _bag_remaps(data)
+        except (ValueError, OSError) as exc:
+            raise _Exit(f"error: {exc}") from None
+        extra = maps + ["--topics", *topics]
+    argv = [py, "-m", "clip_perception.replay", str(data), "--rate", "1.0", "--loop", "--start-delay", "2.0",
+            *extra, "--ros-args", "-r", f"__ns:={ns}"]
+    return argv, f"replay of {data} (real data: no ground truth)"
+
+
+def _node_argv(ns: str, model: str, pretrained: str, random_weights: bool) -> list:
+    """argv of the node child (``python -m clip_perception.node``)."""
+    argv = [sys.executable, "-m", "clip_perception.node", "--ros-args", "-r", f"__ns:={ns}",
+            "-p", f"model_name:={model}", "-p", f"pretrained:={pretrained}", "-p", "warmup:=false",
+            "-p", f"max_rate_hz:={NODE_MAX_RATE_HZ}", "-p", "qos:=reliable"]
     if random_weights:
-        node_argv += ["-p", "color_prior_weight:=1.0"]
+        argv += ["-p", "color_prior_weight:=1.0"]
+    return argv
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``clip-perception demo`` (see the module docstring for the steps and exit codes)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # ``clip-perception demo -- --frames 5``
+        argv = argv[1:]
+    args = make_parser().parse_args(argv)
+    try:
+        target, out, data = _check_args(args)
+        model, pretrained, random_weights = _choose_weights(args)  # 1. weights
+        label = RANDOM_LABEL if random_weights else f"[CLIP {model}/{pretrained}]"
+        domain, ns, env = _private_graph()  # 2. private graph and children
+        cam_argv, source = _camera_argv(args, data, ns, target)
+    except _Exit as exc:
+        print(f"clip-perception demo: {exc}", file=sys.stderr)
+        return exc.code
+    node_argv = _node_argv(ns, model, pretrained, random_weights)
     cam_log, node_log = out / "demo_camera.log", out / "demo_node.log"
     print(f"demo: {source}; node {model} ({'random weights' if random_weights else pretrained}); "
           f"ROS_DOMAIN_ID={domain}, namespace {ns}")
@@ -389,55 +420,108 @@ def _error_lines(log: Path, most: int = 5) -> list:
     return list(dict.fromkeys(found))[-most:]
 
 
-def _run_client(args, ns: str, target: str, label: str, children: list, out: Path, sim: bool) -> int:
-    """Talk to the node over ROS 2; returns the number of results printed."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import String
+class _Client:
+    """The demo's own ROS 2 node on the private graph: sends the command until the node takes
+    it, and collects the node's ``status``, the sim's latched ``ground_truth``, the last
+    camera images and the ``detections`` (printed as they come)."""
 
-    from clip_perception.msg import TargetDetectionArray
+    def __init__(self, ctx, args, ns: str, target: str, label: str, sim: bool):
+        import rclpy
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
 
-    latched = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    reliable = QoSProfile(depth=20, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, args=[])
-    node = rclpy.create_node(f"clip_perception_demo_{os.getpid()}", context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    state = {"gt": None, "status": [], "dets": [], "images": {}}
+        from clip_perception.msg import TargetDetectionArray
 
-    def on_image(msg):
+        self.args, self.ns, self.target, self.label, self.sim = args, ns, target, label, sim
+        latched = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        reliable = QoSProfile(depth=20, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+        self.node = node = rclpy.create_node(f"clip_perception_demo_{os.getpid()}", context=ctx)
+        self.state = {"gt": None, "status": [], "dets": [], "images": {}}
+        node.create_subscription(TargetDetectionArray, f"{ns}/detections", self.state["dets"].append, reliable)
+        node.create_subscription(String, f"{ns}/status", lambda m: self.state["status"].append(m.data), latched)
+        node.create_subscription(String, f"{ns}/ground_truth",
+                                 lambda m: self.state.__setitem__("gt", json.loads(m.data)),
+                                 QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                                            reliability=ReliabilityPolicy.RELIABLE,
+                                            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        # the demo's camera / replay publish reliably: a best-effort reader loses large frames under load
+        node.create_subscription(Image, f"{ns}/image", self._on_image,
+                                 QoSProfile(depth=2, history=HistoryPolicy.KEEP_LAST,
+                                            reliability=ReliabilityPolicy.RELIABLE))
+        self._string = String
+        self.cmd_pub = node.create_publisher(String, f"{ns}/command", reliable)
+        self.printed: list = []
+        self.last_msg = None
+        self.acked = False
+        self.last_sent = -1e9
+        self.seen_status = 0
+        self.told_wait = False
+        self.t0 = time.monotonic()
+
+    def _on_image(self, msg) -> None:
+        """Keep the 20 newest camera images by stamp (ns) for the annotated picture."""
         ns_stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        imgs = state["images"]
+        imgs = self.state["images"]
         imgs[ns_stamp] = msg
         for k in sorted(imgs)[:-20]:
             del imgs[k]
 
-    node.create_subscription(TargetDetectionArray, f"{ns}/detections", state["dets"].append, reliable)
-    node.create_subscription(String, f"{ns}/status", lambda m: state["status"].append(m.data), latched)
-    node.create_subscription(String, f"{ns}/ground_truth", lambda m: state.__setitem__("gt", json.loads(m.data)),
-                             QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                                        reliability=ReliabilityPolicy.RELIABLE,
-                                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
-    # the demo's camera / replay publish reliably: a best-effort reader loses large frames under load
-    node.create_subscription(Image, f"{ns}/image", on_image,
-                             QoSProfile(depth=2, history=HistoryPolicy.KEEP_LAST,
-                                        reliability=ReliabilityPolicy.RELIABLE))
-    cmd_pub = node.create_publisher(String, f"{ns}/command", reliable)
+    def send_command(self, now: float) -> None:
+        """(Re-)send the command every :data:`RESEND_S` seconds until the node acknowledges it."""
+        if self.acked:
+            return
+        subscribed = self.cmd_pub.get_subscription_count() > 0
+        if subscribed and now - self.last_sent >= RESEND_S:
+            self.cmd_pub.publish(self._string(data=self.args.command))
+            if self.last_sent < 0:
+                print(f"demo: node is up after {now - self.t0:.1f} s; sent command \"{self.args.command}\" "
+                      f"on {self.ns}/command")
+            self.last_sent = now
+        elif not self.told_wait and now - self.t0 > 5.0 and not subscribed:
+            print("demo: waiting for the node to start (loading the CLIP model)...")
+            self.told_wait = True
 
-    printed = []
-    last_msg = None
-    acked = False
-    last_sent = -1e9
-    seen_status = 0
-    t0 = time.monotonic()
-    deadline = t0 + args.timeout
-    told_wait = False
+    def read_status(self) -> None:
+        """Print the node's new status lines; "looking for <target>" acknowledges the command."""
+        for line in self.state["status"][self.seen_status:]:
+            print(f"demo: node status: {line}")
+            if line.startswith("looking for") and self.target in line:
+                self.acked = True
+            elif line.startswith("ignored") and self.last_sent > 0:
+                print(f"demo: the node did not take the command: {line}")
+        self.seen_status = len(self.state["status"])
+
+    def take_results(self) -> None:
+        """Print the detections received for our command (one line each, see :func:`format_result`)."""
+        frames = self.args.frames
+        while self.state["dets"]:
+            msg = self.state["dets"].pop(0)
+            if msg.command != self.args.command:
+                continue
+            self.acked = True
+            self.printed.append(msg)
+            self.last_msg = msg
+            gt = self.state["gt"] if self.sim else None
+            print(format_result(self.label, len(self.printed), frames, msg, self.target, gt), flush=True)
+            if len(self.printed) >= frames:
+                break
+
+
+def _run_client(args, ns: str, target: str, label: str, children: list, out: Path, sim: bool) -> int:
+    """Talk to the node over ROS 2; returns the number of results printed."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    client = _Client(ctx, args, ns, target, label, sim)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(client.node)
+    deadline = client.t0 + args.timeout
     try:
-        while time.monotonic() < deadline and len(printed) < args.frames:
+        while time.monotonic() < deadline and len(client.printed) < args.frames:
             executor.spin_once(timeout_sec=0.1)
             dead = [c for c in children if not c.alive()]
             if dead:
@@ -445,48 +529,22 @@ def _run_client(args, ns: str, target: str, label: str, children: list, out: Pat
                     print(f"demo: the {c.name} exited early (code {c.proc.returncode}); last lines of {c.log_path}:\n"
                           f"{c.tail()}")
                 break
-            now = time.monotonic()
-            if not acked:
-                if cmd_pub.get_subscription_count() > 0 and now - last_sent >= RESEND_S:
-                    cmd_pub.publish(String(data=args.command))
-                    if last_sent < 0:
-                        print(f"demo: node is up after {now - t0:.1f} s; sent command \"{args.command}\" "
-                              f"on {ns}/command")
-                    last_sent = now
-                elif not told_wait and now - t0 > 5.0 and cmd_pub.get_subscription_count() == 0:
-                    print("demo: waiting for the node to start (loading the CLIP model)...")
-                    told_wait = True
-            for line in state["status"][seen_status:]:
-                print(f"demo: node status: {line}")
-                if line.startswith("looking for") and target in line:
-                    acked = True
-                elif line.startswith("ignored") and last_sent > 0:
-                    print(f"demo: the node did not take the command: {line}")
-            seen_status = len(state["status"])
-            while state["dets"]:
-                msg = state["dets"].pop(0)
-                if msg.command != args.command:
-                    continue
-                acked = True
-                printed.append(msg)
-                last_msg = msg
-                gt = state["gt"] if sim else None
-                print(format_result(label, len(printed), args.frames, msg, target, gt), flush=True)
-                if len(printed) >= args.frames:
-                    break
-        if len(printed) < args.frames:
-            print(f"demo: {len(printed)} of {args.frames} results within {args.timeout:g} s")
-        if last_msg is not None:
+            client.send_command(time.monotonic())
+            client.read_status()
+            client.take_results()
+        if len(client.printed) < args.frames:
+            print(f"demo: {len(client.printed)} of {args.frames} results within {args.timeout:g} s")
+        if client.last_msg is not None:
             path = out / "demo.png"
-            if _save_annotated(path, last_msg, state, label, args.command, target, sim):
+            if _save_annotated(path, client.last_msg, client.state, label, args.command, target, sim):
                 print(f"demo: annotated image: {path}")
             else:
                 print("demo: no camera image reached the demo client: no annotated image")
     finally:
         executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
+        client.node.destroy_node()
         rclpy.try_shutdown(context=ctx)
-    return len(printed)
+    return len(client.printed)
 
 
 def _save_annotated(path: Path, msg, state: dict, label: str, command: str, target: str, sim: bool) -> bool:

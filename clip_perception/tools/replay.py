@@ -2,14 +2,16 @@
 
 Two halves:
 
-* ROS-free loaders (no rclpy needed): :func:`iter_bag` (rosbag2 ``.db3`` /
-  ``.mcap`` via the pure-Python ``rosbags`` library: ``rosbags.rosbag2.Reader``
-  and ``rosbags.typesys`` CDR deserialisation), :func:`iter_bag_frames`,
-  :func:`load_rgbd_folder`, :func:`load_image_folder`, the message-to-array
-  helpers, and :func:`write_test_bag` (``rosbags.rosbag2.Writer``) for tests.
+* ROS-free loaders, in :mod:`clip_perception.tools.replay_io` (re-exported here):
+  :func:`iter_bag`, :func:`iter_bag_frames`, :func:`load_rgbd_folder`,
+  :func:`load_image_folder`, :func:`load_intrinsics`, :func:`write_test_bag`.
 * :class:`ReplayPublisher` (rclpy node) and :func:`main` (console entry point
   ``clip_perception_replay``) that publish them, with the original stamps or
-  fresh ones at a chosen rate.
+  fresh ones at a chosen rate.  Bag messages are turned into rclpy messages straight
+  from their serialised CDR bytes with ``rclpy.serialization.deserialize_message``
+  (measured faster than deserialising with ``rosbags`` and copying field by field,
+  with equal results); folders are published through the one camera-feed publisher,
+  :class:`clip_perception.tools.feed.CameraFeed`.
 
 Units: RGB (H, W, 3) uint8; depth (H, W) float32 metres, NaN = invalid
 (REP 118: 16UC1 depth is millimetres, 32FC1 is metres); K (3, 3) float64.
@@ -33,16 +35,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
-import cv2
-import numpy as np
+from .replay_io import (  # noqa: F401 - re-exported: the loaders' public names
+    COLOR_TOPIC,
+    DEPTH_TOPIC,
+    INFO_TOPIC,
+    BagMessage,
+    RgbdFrame,
+    is_bag,
+    iter_bag,
+    iter_bag_frames,
+    iter_bag_raw,
+    load_image_folder,
+    load_intrinsics,
+    load_rgbd_folder,
+    parse_remaps,
+    write_test_bag,
+)
 
 __all__ = [
     "RgbdFrame",
@@ -53,9 +66,6 @@ __all__ = [
     "parse_remaps",
     "iter_bag",
     "iter_bag_frames",
-    "image_to_rgb",
-    "image_to_depth_m",
-    "camera_info_to_K",
     "load_image_folder",
     "load_rgbd_folder",
     "load_intrinsics",
@@ -65,625 +75,25 @@ __all__ = [
     "main",
 ]
 
-COLOR_TOPIC = "/camera/color/image_raw"
-DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
-INFO_TOPIC = "/camera/color/camera_info"
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
-#: Default metres per unit of integer depth images (millimetres; REP 118).
-DEFAULT_DEPTH_SCALE = 0.001
-
-
-# ====================================================================== data
-@dataclass
-class RgbdFrame:
-    """One colour frame with optional registered depth and intrinsics.
-
-    Attributes:
-        rgb: (H, W, 3) uint8 RGB.
-        depth_m: (H, W) float32 metres, NaN = invalid, or ``None``.
-        K: (3, 3) float64 intrinsics, or ``None`` when unknown.
-        name: file stem or ``"<topic>@<stamp_ns>"``.
-        stamp_ns: header stamp (ns) for bag frames, else ``None``.
-        frame_id: header frame id for bag frames, else ``None``.
-    """
-
-    rgb: np.ndarray
-    depth_m: Optional[np.ndarray]
-    K: Optional[np.ndarray]
-    name: str
-    stamp_ns: Optional[int] = None
-    frame_id: Optional[str] = None
-
-
-@dataclass
-class BagMessage:
-    """One deserialised rosbag2 message.
-
-    Attributes:
-        topic: topic after remapping.
-        source_topic: topic as recorded.
-        msgtype: e.g. ``"sensor_msgs/msg/Image"``.
-        stamp_ns: ``header.stamp`` in ns when the message has a header,
-            else the log (receive) time.
-        log_time_ns: time the recorder logged it (ns).
-        msg: the ``rosbags`` message object (dataclass; arrays are NumPy).
-    """
-
-    topic: str
-    source_topic: str
-    msgtype: str
-    stamp_ns: int
-    log_time_ns: int
-    msg: object
-
-
-def parse_remaps(items: Optional[Iterable[str]]) -> dict:
-    """``["old:=new", ...]`` -> ``{"old": "new"}``.
-
-    Raises:
-        ValueError: an item without ``:=`` or with an empty side.
-    """
-    out = {}
-    for item in items or ():
-        old, sep, new = str(item).partition(":=")
-        if not sep or not old.strip() or not new.strip():
-            raise ValueError(f"bad remap {item!r}; expected old:=new")
-        out[old.strip()] = new.strip()
-    return out
-
-
-def _stamp_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-# ============================================================= bag reading
-def is_bag(path: Union[str, Path]) -> bool:
-    """True for a rosbag2 folder (``metadata.yaml``) or a ``.db3`` / ``.mcap`` file."""
-    p = Path(path)
-    if p.is_dir():
-        return (p / "metadata.yaml").exists()
-    return p.suffix in (".db3", ".mcap")
-
-
-def _typestore_for(connections):
-    """A rosbags typestore with the bag's own message definitions registered
-    for any type the built-in (latest distro) store lacks."""
-    from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
-
-    store = get_typestore(Stores.LATEST)
-    for c in connections:
-        if c.msgtype in store.fielddefs or c.msgdef is None or not c.msgdef.data:
-            continue
-        try:
-            fmt = getattr(c.msgdef.format, "name", str(c.msgdef.format)).upper()
-            types = get_types_from_idl(c.msgdef.data) if "IDL" in fmt else get_types_from_msg(c.msgdef.data, c.msgtype)
-            store.register(types)
-        except Exception:  # unknown / broken definition: the topic is skipped when read
-            pass
-    return store
-
-
-def iter_bag(
-    path: Union[str, Path],
-    topics: Optional[Iterable[str]] = None,
-    remap: Optional[dict] = None,
-) -> Iterator[BagMessage]:
-    """Yield the messages of a rosbag2 bag in log-time order.
-
-    Args:
-        path: bag folder (with ``metadata.yaml``) or a single ``.db3`` /
-            ``.mcap`` file.
-        topics: recorded topic names to read (before remapping); ``None`` = all.
-        remap: ``{recorded_topic: new_topic}``; see :func:`parse_remaps`.
-
-    Raises:
-        FileNotFoundError: no such path.  ``rosbags`` errors for unreadable bags.
-    """
-    from rosbags.rosbag2 import Reader
-
-    remap = dict(remap or {})
-    wanted = None if topics is None else set(topics)
-    with Reader(Path(path)) as reader:
-        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
-        store = _typestore_for(conns)
-        conns = [c for c in conns if c.msgtype in store.fielddefs]
-        for conn, log_ns, raw in reader.messages(connections=conns):
-            msg = store.deserialize_cdr(raw, conn.msgtype)
-            header = getattr(msg, "header", None)
-            stamp = _stamp_ns(header.stamp) if header is not None and hasattr(header, "stamp") else int(log_ns)
-            yield BagMessage(
-                topic=remap.get(conn.topic, conn.topic),
-                source_topic=conn.topic,
-                msgtype=conn.msgtype,
-                stamp_ns=stamp,
-                log_time_ns=int(log_ns),
-                msg=msg,
-            )
-
-
-# ===================================================== message -> arrays
-def _rows(msg, bytes_per_px: int, dtype: np.dtype) -> np.ndarray:
-    """(H, W * channels) view of an Image's data honouring ``step`` padding."""
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    buf = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data.tobytes(), dtype=np.uint8)
-    if step < w * bytes_per_px or buf.size < step * h:
-        raise ValueError(f"image data too short: {buf.size} bytes for {h}x{w}, step {step}")
-    rows = buf[: step * h].reshape(h, step)[:, : w * bytes_per_px]
-    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    return np.ascontiguousarray(rows).view(dt).astype(np.dtype(dtype).newbyteorder("="))
-
-
-def image_to_rgb(msg) -> np.ndarray:
-    """sensor_msgs/Image (rosbags or rclpy object) -> (H, W, 3) uint8 RGB.
-
-    Encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16 / 16UC1 (scaled to 8 bit).
-
-    Raises:
-        ValueError: unsupported encoding or short data.
-    """
-    enc = str(msg.encoding).lower()
-    h, w = int(msg.height), int(msg.width)
-    if enc in ("rgb8", "bgr8"):
-        img = _rows(msg, 3, np.uint8).reshape(h, w, 3)
-        return img[..., ::-1].copy() if enc == "bgr8" else img
-    if enc in ("rgba8", "bgra8"):
-        img = _rows(msg, 4, np.uint8).reshape(h, w, 4)[..., :3]
-        return np.ascontiguousarray(img[..., ::-1] if enc == "bgra8" else img)
-    if enc in ("mono8", "8uc1"):
-        g = _rows(msg, 1, np.uint8).reshape(h, w)
-        return np.repeat(g[..., None], 3, axis=2)
-    if enc in ("mono16", "16uc1"):
-        g = (_rows(msg, 2, np.uint16).reshape(h, w) >> 8).astype(np.uint8)
-        return np.repeat(g[..., None], 3, axis=2)
-    raise ValueError(f"unsupported colour encoding {msg.encoding!r}")
-
-
-def image_to_depth_m(msg, depth_scale: Optional[float] = None) -> np.ndarray:
-    """sensor_msgs/Image depth -> (H, W) float32 metres, NaN = invalid.
-
-    ``16UC1`` / ``mono16``: millimetres (REP 118) unless ``depth_scale``
-    (metres per unit) is given; 0 = invalid.  ``32FC1``: metres; 0, negative
-    and non-finite values = invalid.
-
-    Raises:
-        ValueError: unsupported encoding or short data.
-    """
-    enc = str(msg.encoding).lower()
-    h, w = int(msg.height), int(msg.width)
-    if enc in ("16uc1", "mono16"):
-        raw = _rows(msg, 2, np.uint16).reshape(h, w)
-        d = raw.astype(np.float32) * np.float32(depth_scale or DEFAULT_DEPTH_SCALE)
-        d[raw == 0] = np.nan
-        return d
-    if enc == "32fc1":
-        d = _rows(msg, 4, np.float32).reshape(h, w).astype(np.float32)
-        if depth_scale:
-            d = d * np.float32(depth_scale)
-        d[~np.isfinite(d) | (d <= 0)] = np.nan
-        return d
-    raise ValueError(f"unsupported depth encoding {msg.encoding!r}")
-
-
-def camera_info_to_K(msg) -> Optional[np.ndarray]:
-    """sensor_msgs/CameraInfo -> (3, 3) float64 K, or ``None`` when K is all
-    zero or not finite (an uncalibrated camera)."""
-    K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-        return None
-    return K
-
-
-def iter_bag_frames(
-    path: Union[str, Path],
-    color_topic: str = COLOR_TOPIC,
-    depth_topic: Optional[str] = DEPTH_TOPIC,
-    info_topic: Optional[str] = INFO_TOPIC,
-    remap: Optional[dict] = None,
-    depth_scale: Optional[float] = None,
-    max_pending: int = 30,
-) -> Iterator[RgbdFrame]:
-    """Yield :class:`RgbdFrame` s from a bag: each colour image with the depth
-    image of the same ``header.stamp`` and the camera_info K of that stamp
-    (else the latest valid K seen).
-
-    Topic names are the names *after* ``remap``.  A colour image is held back
-    until its depth (when the bag has the depth topic) and a K (when the bag
-    has the info topic) are known, or until a newer frame is complete or
-    ``max_pending`` frames wait; then it is yielded with ``depth_m = None``
-    (unmatched depth) and the K known so far.  Frames come out in stamp order.
-
-    Raises:
-        FileNotFoundError: no such bag.
-    """
-    from rosbags.rosbag2 import Reader
-
-    remap = dict(remap or {})
-    with Reader(Path(path)) as reader:
-        present = {remap.get(c.topic, c.topic) for c in reader.connections}
-    need_depth = bool(depth_topic) and depth_topic in present
-    need_info = bool(info_topic) and info_topic in present
-    wanted = {t for t in (color_topic, depth_topic, info_topic) if t}
-    pending: dict[int, dict] = {}
-    K_last: Optional[np.ndarray] = None
-
-    def complete(e: dict) -> bool:
-        return (
-            "color" in e
-            and (not need_depth or "depth" in e)
-            and (not need_info or e.get("K") is not None or K_last is not None)
-        )
-
-    def make(stamp: int, e: dict) -> RgbdFrame:
-        m = e["color"]
-        K = e.get("K") if e.get("K") is not None else K_last
-        return RgbdFrame(
-            rgb=image_to_rgb(m.msg), depth_m=e.get("depth"), K=None if K is None else K.copy(),
-            name=f"{m.topic}@{stamp}", stamp_ns=stamp, frame_id=str(m.msg.header.frame_id),
-        )
-
-    for bm in iter_bag(path, remap=remap):
-        if bm.topic not in wanted:
-            continue
-        e = pending.setdefault(bm.stamp_ns, {})
-        if bm.topic == color_topic:
-            e["color"] = bm
-        elif bm.topic == depth_topic:
-            e["depth"] = image_to_depth_m(bm.msg, depth_scale)
-        elif bm.topic == info_topic:
-            e["K"] = camera_info_to_K(bm.msg)
-            if e["K"] is not None:
-                K_last = e["K"]
-        ready = [s for s, v in pending.items() if complete(v)]
-        limit = max(ready) if ready else None
-        if len(pending) > max_pending:
-            limit = max(limit or 0, sorted(pending)[len(pending) - max_pending - 1])
-        if limit is None:
-            continue
-        for s in sorted(pending):
-            if s > limit:
-                break
-            v = pending.pop(s)
-            if "color" in v:  # depth / info without colour are dropped
-                yield make(s, v)
-    for s in sorted(pending):
-        if "color" in pending[s]:
-            yield make(s, pending[s])
-
-
-# =================================================================== folders
-def _imread_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot read image {path}")
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    if img.ndim == 2:
-        return np.repeat(img[..., None], 3, axis=2)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def _natural_key(p: Path):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
-
-
-def _list_images(folder: Path) -> list:
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS), key=_natural_key)
-
-
-def load_image_folder(path: Union[str, Path]) -> list:
-    """Load every image (png/jpg/...) in a folder, sorted by name (numbers
-    compared as numbers), as :class:`RgbdFrame` with ``depth_m = K = None``.
-
-    Raises:
-        FileNotFoundError: not a folder or no images in it.
-    """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"not a folder: {folder}")
-    files = _list_images(folder)
-    if not files:
-        raise FileNotFoundError(f"no images in {folder}")
-    return [RgbdFrame(rgb=_imread_rgb(f), depth_m=None, K=None, name=f.stem) for f in files]
-
-
-def load_intrinsics(folder: Union[str, Path]) -> tuple[Optional[np.ndarray], Optional[float]]:
-    """Find intrinsics (and a depth scale, metres per unit) in a folder.
-
-    Files tried: ``camera_params.json`` / ``intrinsics.json`` (keys ``fx``,
-    ``fy``, ``cx``/``x_offset``, ``cy``/``y_offset``, or ``K`` 9 numbers;
-    optional ``depth_scale`` metres per unit or ``factor_depth`` units per
-    metre), ``meta.yml`` / ``meta.yaml`` (``INTRINSICS`` or ``K``, 9 numbers
-    row-major; optional ``factor_depth``), ``camera_info.yaml`` (ROS
-    ``camera_calibration`` format, ``camera_matrix.data``).
-
-    Returns:
-        (K (3, 3) float64 or None, depth_scale or None).
-
-    Raises:
-        ValueError: a file is present but malformed.
-    """
-    import yaml
-
-    folder = Path(folder)
-
-    def from_dict(d: dict) -> tuple[Optional[np.ndarray], Optional[float]]:
-        K = None
-        for key in ("K", "k", "INTRINSICS", "intrinsics", "intrinsic_matrix", "camera_matrix"):
-            if key in d:
-                v = d[key]
-                if isinstance(v, dict):
-                    v = v.get("data")
-                K = np.asarray(v, dtype=np.float64).reshape(3, 3)
-                break
-        if K is None and "fx" in d:
-            cx = d.get("cx", d.get("x_offset"))
-            cy = d.get("cy", d.get("y_offset"))
-            if cx is None or cy is None:
-                raise ValueError(f"intrinsics in {folder} have fx but no cx/cy")
-            K = np.array([[float(d["fx"]), 0.0, float(cx)], [0.0, float(d.get("fy", d["fx"])), float(cy)], [0.0, 0.0, 1.0]])
-        scale = None
-        if "depth_scale" in d:
-            scale = float(d["depth_scale"])
-        elif "factor_depth" in d:
-            scale = 1.0 / float(np.asarray(d["factor_depth"]).ravel()[0])
-        return K, scale
-
-    for name in ("camera_params.json", "intrinsics.json", "camera_info.json"):
-        f = folder / name
-        if f.exists():
-            return from_dict(json.loads(f.read_text()))
-    for name in ("meta.yml", "meta.yaml", "camera_info.yaml", "camera_info.yml", "intrinsics.yaml"):
-        f = folder / name
-        if f.exists():
-            d = yaml.safe_load(f.read_text()) or {}
-            if not isinstance(d, dict):
-                raise ValueError(f"{f} is not a YAML mapping")
-            return from_dict(d)
-    return None, None
-
-
-_PAIR_RE = re.compile(r"^(?P<stem>.*?)[-_](?P<kind>color|colour|rgb|depth)$", re.IGNORECASE)
-_COLOR_DIRS = ("image_color", "rgb", "color", "colour", "images", "image")
-_DEPTH_DIRS = ("depth", "disparity", "aligned_depth", "depth_registered")
-
-
-def _read_depth(path: Path, scale: float) -> np.ndarray:
-    """Depth file -> float32 metres, NaN invalid.  Integer data (PNG/NPY) is
-    multiplied by ``scale`` (metres per unit); float NPY is taken as metres."""
-    if path.suffix.lower() == ".npy":
-        raw = np.load(path, allow_pickle=False)
-    else:
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if raw is None:
-            raise ValueError(f"cannot read depth image {path}")
-    if raw.ndim == 3:
-        if raw.shape[2] != 1 and not np.all(raw == raw[..., :1]):
-            raise ValueError(f"{path} has {raw.shape[2]} differing channels: not a depth image")
-        raw = raw[..., 0]
-    if np.issubdtype(raw.dtype, np.floating):
-        d = raw.astype(np.float32)
-    else:
-        if raw.dtype == np.uint8:
-            raise ValueError(f"{path} is 8-bit: a depth visualisation, not metric depth")
-        d = raw.astype(np.float32) * np.float32(scale)
-    d[~np.isfinite(d) | (d <= 0)] = np.nan
-    return d
-
-
-def load_rgbd_folder(
-    path: Union[str, Path],
-    depth_scale: Optional[float] = None,
-    K: Optional[np.ndarray] = None,
-) -> list:
-    """Load an RGB-D folder (layouts in the module docstring) as :class:`RgbdFrame` s.
-
-    Args:
-        path: the folder.
-        depth_scale: metres per unit of integer depth; default from the
-            intrinsics file, else 0.001 (millimetres).
-        K: (3, 3) intrinsics overriding any file in the folder.
-
-    Returns:
-        frames sorted by name; ``depth_m`` None when the folder has no depth,
-        ``K`` None when no intrinsics are known.
-
-    Raises:
-        FileNotFoundError: not a folder / no images.
-        ValueError: depth and colour sizes differ, unreadable files.
-    """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"not a folder: {folder}")
-    file_K, file_scale = load_intrinsics(folder)
-    K_use = np.asarray(K, dtype=np.float64).reshape(3, 3) if K is not None else file_K
-    scale = float(depth_scale or file_scale or DEFAULT_DEPTH_SCALE)
-
-    pairs: list[tuple[str, Path, Optional[Path]]] = []
-    # layout 1: <stem>-color.png + <stem>-depth.png|npy in one folder
-    colors, depths = {}, {}
-    for f in sorted(folder.iterdir(), key=_natural_key):
-        if not f.is_file():
-            continue
-        m = _PAIR_RE.match(f.stem)
-        if not m:
-            continue
-        kind = m.group("kind").lower()
-        if kind == "depth" and f.suffix.lower() in (".png", ".npy", ".tif", ".tiff", ".exr"):
-            depths[m.group("stem")] = f
-        elif kind != "depth" and f.suffix.lower() in IMAGE_EXTS:
-            colors[m.group("stem")] = f
-    if colors:
-        pairs = [(s, colors[s], depths.get(s)) for s in sorted(colors, key=lambda s: _natural_key(Path(s)))]
-    else:
-        # layout 2: colour and depth sub-folders with matching names
-        cdir = next((folder / d for d in _COLOR_DIRS if (folder / d).is_dir()), None)
-        ddir = next((folder / d for d in _DEPTH_DIRS if (folder / d).is_dir()), None)
-        if cdir is not None:
-            if K is None and file_K is None:
-                K_use, sub_scale = load_intrinsics(cdir)
-                scale = float(depth_scale or sub_scale or file_scale or DEFAULT_DEPTH_SCALE)
-            for f in _list_images(cdir):
-                dfile = None
-                if ddir is not None:
-                    for ext in (f.suffix, ".png", ".npy", ".tif", ".tiff"):
-                        if (ddir / (f.stem + ext)).exists():
-                            dfile = ddir / (f.stem + ext)
-                            break
-                pairs.append((f.stem, f, dfile))
-    if not pairs:
-        frames = load_image_folder(folder)
-        for fr in frames:
-            fr.K = None if K_use is None else K_use.copy()
-        return frames
-
-    frames = []
-    for stem, cfile, dfile in pairs:
-        rgb = _imread_rgb(cfile)
-        depth = None
-        if dfile is not None:
-            depth = _read_depth(dfile, scale)
-            if depth.shape != rgb.shape[:2]:
-                raise ValueError(f"{dfile.name} is {depth.shape}, colour {cfile.name} is {rgb.shape[:2]}: not registered")
-        frames.append(RgbdFrame(rgb=rgb, depth_m=depth, K=None if K_use is None else K_use.copy(), name=stem))
-    return frames
-
-
-# ============================================================ bag writing
-def write_test_bag(
-    path: Union[str, Path],
-    frames: Sequence,
-    K: np.ndarray,
-    fmt: str = "sqlite3",
-    stamps_ns: Optional[Sequence[int]] = None,
-    frame_id: str = "camera_color_optical_frame",
-    color_topic: str = COLOR_TOPIC,
-    depth_topic: str = DEPTH_TOPIC,
-    info_topic: str = INFO_TOPIC,
-) -> Path:
-    """Write a small rosbag2 (rosbag2 metadata version 8) for tests and demos.
-
-    Per frame: ``rgb8`` Image on ``color_topic``, ``16UC1`` depth in
-    millimetres (NaN -> 0) on ``depth_topic`` when the frame has depth, and a
-    CameraInfo (K, P = [K | 0], plumb_bob, D = 0) on ``info_topic``; all with
-    the same header stamp (log time = stamp).
-
-    Args:
-        path: bag folder to create (must not exist).
-        frames: :class:`RgbdFrame` s or ``(rgb, depth_m_or_None)`` tuples.
-        K: (3, 3) intrinsics.
-        fmt: ``"sqlite3"`` (``.db3``) or ``"mcap"``.
-        stamps_ns: per-frame stamps; default 1_700_000_000 s + i * 0.1 s.
-
-    Returns:
-        the bag folder path.
-
-    Raises:
-        ValueError: unknown fmt or bad frame arrays; FileExistsError (rosbags)
-        if ``path`` exists.
-    """
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    plugins = {"sqlite3": StoragePlugin.SQLITE3, "db3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
-    if fmt not in plugins:
-        raise ValueError(f"fmt must be 'sqlite3' or 'mcap', got {fmt!r}")
-    store = get_typestore(Stores.LATEST)
-    T = store.types
-    Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
-    Image, CameraInfo, Roi = T["sensor_msgs/msg/Image"], T["sensor_msgs/msg/CameraInfo"], T["sensor_msgs/msg/RegionOfInterest"]
-    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
-    P = np.zeros((3, 4))
-    P[:, :3] = K
-    path = Path(path)
-    if stamps_ns is None:
-        stamps_ns = [1_700_000_000 * 1_000_000_000 + i * 100_000_000 for i in range(len(frames))]
-    if len(stamps_ns) != len(frames):
-        raise ValueError("stamps_ns must have one stamp per frame")
-
-    with Writer(path, version=8, storage_plugin=plugins[fmt]) as writer:
-        c_rgb = writer.add_connection(color_topic, Image.__msgtype__, typestore=store)
-        c_dep = None
-        c_inf = writer.add_connection(info_topic, CameraInfo.__msgtype__, typestore=store)
-        for fr, ns in zip(frames, stamps_ns):
-            rgb, depth = (fr.rgb, fr.depth_m) if isinstance(fr, RgbdFrame) else (fr[0], fr[1])
-            rgb = np.asarray(rgb)
-            if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-                raise ValueError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-            h, w = rgb.shape[:2]
-            ns = int(ns)
-            hdr = Header(stamp=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id=frame_id)
-            img = Image(header=hdr, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3,
-                        data=np.ascontiguousarray(rgb).reshape(-1).copy())
-            writer.write(c_rgb, ns, store.serialize_cdr(img, Image.__msgtype__))
-            if depth is not None:
-                if c_dep is None:
-                    c_dep = writer.add_connection(depth_topic, Image.__msgtype__, typestore=store)
-                d = np.asarray(depth, dtype=np.float64)
-                if d.shape != (h, w):
-                    raise ValueError(f"depth {d.shape} does not match rgb {(h, w)}")
-                mm = np.where(np.isfinite(d), np.round(d * 1000.0), 0.0)
-                mm[(mm < 0) | (mm > 65535)] = 0
-                dimg = Image(header=hdr, height=h, width=w, encoding="16UC1", is_bigendian=0, step=w * 2,
-                             data=np.frombuffer(mm.astype("<u2").tobytes(), dtype=np.uint8).copy())
-                writer.write(c_dep, ns, store.serialize_cdr(dimg, Image.__msgtype__))
-            info = CameraInfo(header=hdr, height=h, width=w, distortion_model="plumb_bob", d=np.zeros(5),
-                              k=K.ravel().copy(), r=np.eye(3).ravel(), p=P.ravel().copy(), binning_x=0, binning_y=0,
-                              roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
-            writer.write(c_inf, ns, store.serialize_cdr(info, CameraInfo.__msgtype__))
-    return path
-
-
-# ====================================================== rosbags -> rclpy
 def _ros_class(msgtype: str):
-    """rclpy message class for ``"pkg/msg/Name"`` (or ``"pkg/Name"``)."""
+    """rclpy message class for ``"pkg/msg/Name"`` (or ``"pkg/Name"``).
+
+    Raises:
+        ImportError / AttributeError: the message package or type is not installed for rclpy.
+    """
     parts = msgtype.split("/")
     return getattr(importlib.import_module(f"{parts[0]}.msg"), parts[-1])
 
 
-_SEQ_MSG_RE = re.compile(r"^sequence<([\w]+)/([\w]+)(?:, \d+)?>$|^([\w]+)/([\w]+)\[\d*\]$")
-
-
-def to_rclpy(obj, msgtype: Optional[str] = None):
-    """Convert a ``rosbags`` message dataclass to the rclpy message of the
-    same type (field by field; NumPy arrays become ``array.array`` / NumPy as
-    the generated Python class expects).
-
-    Raises:
-        ImportError: the message package is not installed for rclpy.
-    """
-    import array as _array
-
-    cls = _ros_class(msgtype or obj.__msgtype__)
-    out = cls()
-    for fname, ftype in out.get_fields_and_field_types().items():
-        val = getattr(obj, fname)
-        cur = getattr(out, fname)
-        if hasattr(val, "__msgtype__"):
-            setattr(out, fname, to_rclpy(val))
-        elif isinstance(val, list) and val and hasattr(val[0], "__msgtype__"):
-            setattr(out, fname, [to_rclpy(v) for v in val])
-        elif isinstance(val, np.ndarray):
-            if isinstance(cur, _array.array):
-                setattr(out, fname, _array.array(cur.typecode, np.ascontiguousarray(val, dtype=np.dtype(cur.typecode)).tobytes()))
-            elif isinstance(cur, np.ndarray):
-                setattr(out, fname, np.asarray(val, dtype=cur.dtype).reshape(cur.shape))
-            else:
-                setattr(out, fname, val.tolist())
-        elif isinstance(val, np.generic):
-            setattr(out, fname, val.item())
-        else:
-            setattr(out, fname, val)
-    return out
-
-
 # ================================================================ publisher
-try:  # the publisher half needs rclpy; the loaders above do not
+try:  # the publisher half needs rclpy; the loaders do not
     from rclpy.node import Node
+    from rclpy.serialization import deserialize_message
 
+    from ..decode import stamp_to_ns
     from .executables import run_single_threaded
+    from .feed import CLOCK_QOS, CameraFeed, qos_from_name
 
     _HAVE_RCLPY = True
 except ImportError:  # pragma: no cover - exercised only without ROS 2
@@ -692,50 +102,49 @@ except ImportError:  # pragma: no cover - exercised only without ROS 2
 
 
 class _Group:
-    """Messages published together (one camera frame): list of (topic, rclpy msg)."""
+    """Messages published together (one camera frame): bags: list of (topic, rclpy msg);
+    folders: one :class:`~clip_perception.tools.feed.FeedFrame`."""
 
-    __slots__ = ("stamp_ns", "log_time_ns", "items")
+    __slots__ = ("stamp_ns", "log_time_ns", "items", "frame")
 
-    def __init__(self, stamp_ns: Optional[int], log_time_ns: Optional[int], items: list) -> None:
+    def __init__(self, stamp_ns: Optional[int], log_time_ns: Optional[int], items: list, frame=None) -> None:
         self.stamp_ns = stamp_ns
         self.log_time_ns = log_time_ns
         self.items = items
+        self.frame = frame
 
 
 def _bag_groups(path, topics, remap) -> Iterator[_Group]:
-    """Consecutive bag messages with the same header stamp form one group."""
+    """Consecutive bag messages with the same header stamp (else log time) form one group.
+    Messages of types rclpy does not have are skipped."""
     group = None
-    for bm in iter_bag(path, topics=topics, remap=remap):
-        try:
-            msg = to_rclpy(bm.msg, bm.msgtype)
-        except (ImportError, AttributeError):
+    classes: dict = {}
+    for conn, log_ns, raw in iter_bag_raw(path, topics=topics):
+        if conn.msgtype not in classes:
+            try:
+                classes[conn.msgtype] = _ros_class(conn.msgtype)
+            except (ImportError, AttributeError):
+                classes[conn.msgtype] = None
+        cls = classes[conn.msgtype]
+        if cls is None:
             continue  # type not available to rclpy: skip
-        if group is not None and group.stamp_ns == bm.stamp_ns:
-            group.items.append((bm.topic, msg))
+        msg = deserialize_message(bytes(raw), cls)
+        header = getattr(msg, "header", None)
+        stamp = stamp_to_ns(header.stamp) if header is not None and hasattr(header, "stamp") else log_ns
+        topic = remap.get(conn.topic, conn.topic)
+        if group is not None and group.stamp_ns == stamp:
+            group.items.append((topic, msg))
             continue
         if group is not None:
             yield group
-        group = _Group(bm.stamp_ns, bm.log_time_ns, [(bm.topic, msg)])
+        group = _Group(stamp, log_ns, [(topic, msg)])
     if group is not None:
         yield group
 
 
-def _folder_groups(frames: list, remap: dict, frame_id: str) -> Iterator[_Group]:
-    from std_msgs.msg import Header
-
-    from ..sim.camera_node import make_camera_info_msg, make_depth_msg, make_image_msg
-
-    def t(name):
-        return remap.get(name, name)
-
+def _folder_groups(frames: list, frame_id: str) -> Iterator[_Group]:
     for fr in frames:
-        items = [(t("image"), make_image_msg(fr.rgb, Header(frame_id=frame_id)))]
-        if fr.depth_m is not None:
-            items.append((t("depth"), make_depth_msg(fr.depth_m, Header(frame_id=frame_id))))
-        if fr.K is not None:
-            h, w = fr.rgb.shape[:2]
-            items.append((t("camera_info"), make_camera_info_msg(fr.K, w, h, Header(frame_id=frame_id))))
-        yield _Group(None, None, items)
+        yield _Group(None, None, [], CameraFeed.make_frame(fr.rgb, fr.depth_m, fr.K, frame_id=frame_id))
 
 
 class ReplayPublisher(Node):
@@ -792,8 +201,6 @@ class ReplayPublisher(Node):
         from rosgraph_msgs.msg import Clock as ClockMsg
         from rclpy.clock import Clock, ClockType
 
-        from ..sim.camera_node import CLOCK_QOS, qos_from_name
-
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"no such bag or folder: {self.path}")
@@ -808,6 +215,7 @@ class ReplayPublisher(Node):
         self.topics = list(topics) if topics else None
         self._qos = qos_from_name(qos)
         self._pubs: dict = {}
+        self._feed: Optional[CameraFeed] = None
         self._clock_pub = self.create_publisher(ClockMsg, "/clock", CLOCK_QOS) if publish_clock else None
         self._ClockMsg = ClockMsg
         self._frames = None if self.is_bag else load_rgbd_folder(self.path, depth_scale=depth_scale)
@@ -844,16 +252,19 @@ class ReplayPublisher(Node):
                     if topic not in self._pubs:
                         self._pubs[topic] = self.create_publisher(cls, topic, self._qos)
             return
-        from sensor_msgs.msg import CameraInfo, Image
 
         def t(name):
             return self.remap.get(name, name)
 
-        self._pubs[t("image")] = self.create_publisher(Image, t("image"), self._qos)
-        if any(f.depth_m is not None for f in self._frames):
-            self._pubs[t("depth")] = self.create_publisher(Image, t("depth"), self._qos)
-        if any(f.K is not None for f in self._frames):
-            self._pubs[t("camera_info")] = self.create_publisher(CameraInfo, t("camera_info"), self._qos)
+        has_depth = any(f.depth_m is not None for f in self._frames)
+        has_info = any(f.K is not None for f in self._frames)
+        self._feed = CameraFeed(self, qos=self._qos, image_topic=t("image"),
+                                depth_topic=t("depth") if has_depth else None,
+                                info_topic=t("camera_info") if has_info else None)
+        for topic, p in ((t("image"), self._feed.image_pub), (t("depth"), self._feed.depth_pub),
+                         (t("camera_info"), self._feed.info_pub)):
+            if p is not None:
+                self._pubs[topic] = p
 
     @property
     def topic_publishers(self) -> dict:
@@ -863,7 +274,7 @@ class ReplayPublisher(Node):
     def _groups(self) -> Iterator[_Group]:
         if self.is_bag:
             return _bag_groups(self.path, self.topics, self.remap)
-        return _folder_groups(self._frames, self.remap, self.frame_id)
+        return _folder_groups(self._frames, self.frame_id)
 
     def _next_group(self) -> Optional[_Group]:
         if self._pending is not None:
@@ -883,15 +294,19 @@ class ReplayPublisher(Node):
         return pub
 
     def _publish(self, g: _Group) -> None:
-        from builtin_interfaces.msg import Time
+        from ..messages import ns_to_stamp
 
         if self.fresh_stamps:
             ns = self.get_clock().now().nanoseconds
         else:
             ns = g.stamp_ns
-        stamp = Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000) if ns is not None else None
+        stamp = ns_to_stamp(ns) if ns is not None else None
         if self._clock_pub is not None and stamp is not None:
             self._clock_pub.publish(self._ClockMsg(clock=stamp))
+        if g.frame is not None:  # folder frame: one header through the camera feed
+            self._feed.publish(g.frame, ns, self.frame_id)
+            self.published_groups += 1
+            return
         for topic, msg in g.items:
             header = getattr(msg, "header", None)
             if header is not None:

@@ -10,7 +10,8 @@ localhost-only discovery unless ``ROS_AUTOMATIC_DISCOVERY_RANGE`` says otherwise
 
 * publishes frame *i* -- a seeded synthetic table-top (grey table, 3-6 coloured boxes and
   discs at random places), ``rgb8``, with an aligned ``32FC1`` depth and a ``CameraInfo``
-  of the same stamp -- over reliable QoS and waits for the node's ``detections`` for that
+  of the same stamp -- over reliable QoS (through the one camera-feed publisher,
+  :class:`clip_perception.tools.feed.CameraFeed`) and waits for the node's ``detections`` for that
   stamp before publishing frame *i + 1* (as fast as the node takes them, none dropped);
 * every ``--command-every`` frames sends the next command of a fixed cycle on ``command``
   (colours, spatial qualifiers, a reference relation, "and then", and voice noise that
@@ -182,12 +183,103 @@ def _check_args(args: argparse.Namespace) -> Optional[str]:
     return None
 
 
+#: Optical frame id of the harness camera's messages.
+FRAME_ID = "soak_camera_color_optical_frame"
+#: Stamp of frame 0 [ns] (1e6 s: non-zero) and the stamp step per frame (1/30 s).
+STAMP0_NS = 1_000_000_000 * 1_000_000
+STAMP_STEP_NS = 33_333_333
+
+
+def _node_overrides(args: argparse.Namespace) -> dict:
+    """Parameters of the node under test (the executable's defaults otherwise)."""
+    methods = [m.strip() for m in str(args.proposal_methods).split(",") if m.strip()]
+    return {
+        "model_name": args.model, "pretrained": args.pretrained, "device": args.device, "mode": args.mode,
+        "max_proposals": int(args.max_proposals), "proposal_methods": methods, "use_depth": True,
+        "qos": "reliable", "sync_slop": 0.05, "no_image_warn_s": 60.0, "command": COMMANDS[0],
+    }
+
+
+class _Results:
+    """Counters of the node's ``detections`` (no message kept) and a condition to wait on a stamp."""
+
+    def __init__(self) -> None:
+        from ..messages import stamp_to_ns
+
+        self._stamp_to_ns = stamp_to_ns
+        self.stamp = -1
+        self.found = 0
+        self.results = 0
+        self.cond = threading.Condition()
+
+    def on_result(self, msg) -> None:
+        with self.cond:
+            self.stamp = self._stamp_to_ns(msg.header.stamp)
+            self.results += 1
+            self.found += bool(msg.detections)
+            self.cond.notify_all()
+
+    def wait_for(self, stamp_ns: int, timeout: float) -> bool:
+        """True once a result of stamp >= ``stamp_ns`` came, False after ``timeout`` seconds."""
+        with self.cond:
+            return self.cond.wait_for(lambda: self.stamp >= stamp_ns, timeout=timeout)
+
+
+def _wait_for_graph(harness, feed, pub_command, namespace: str, timeout_s: float = 60.0) -> None:
+    """Until the node subscribes to the camera and ``command`` and publishes ``detections``."""
+    deadline = time.monotonic() + timeout_s
+    while (feed.subscription_count() == 0 or pub_command.get_subscription_count() == 0
+           or harness.count_publishers(f"{namespace}/detections") == 0):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the node's subscriptions / publishers did not appear within 60 s")
+        time.sleep(0.05)
+
+
+def _drive(args: argparse.Namespace, feed, pub_command, node, results: _Results, say) -> dict:
+    """Publish the frames one by one (each after the previous one's result) and the commands;
+    sample the process.  Returns {"samples", "baseline", "commands_sent", "seconds"}.
+
+    Raises:
+        RuntimeError: no result for a frame within ``--frame-timeout`` seconds.
+    """
+    from std_msgs.msg import String
+
+    samples: list = []
+    baseline: Optional[Sample] = None
+    commands_sent = 0
+    t0 = time.monotonic()
+    for i in range(args.frames):
+        if i > 0 and i % args.command_every == 0:
+            pub_command.publish(String(data=COMMANDS[(i // args.command_every) % len(COMMANDS)]))
+            commands_sent += 1
+        rgb, depth, K = make_frame(i, args.width, args.height, args.seed)
+        stamp_ns = STAMP0_NS + i * STAMP_STEP_NS
+        feed.publish_rgbd(rgb, depth, K, stamp_ns, FRAME_ID)
+        if not results.wait_for(stamp_ns, args.frame_timeout):
+            raise RuntimeError(f"no result for frame {i} within {args.frame_timeout:g} s "
+                               f"(node processed {node.frames_processed} frames)")
+        done = i + 1
+        if done == args.warmup or (args.warmup == 0 and i == 0):
+            baseline = measure(done, t0)
+            samples.append(baseline)
+            say(_row(baseline))
+        elif done > args.warmup and (done % args.sample_every == 0 or done == args.frames):
+            samples.append(measure(done, t0))
+            say(_row(samples[-1]))
+    return {"samples": samples, "baseline": baseline, "commands_sent": commands_sent,
+            "seconds": time.monotonic() - t0}
+
+
 def run_soak(args: argparse.Namespace, progress=None) -> dict:
     """Run the soak described in the module docstring; returns the JSON-ready report.
 
+    The harness publishes the camera through :class:`clip_perception.tools.feed.CameraFeed`
+    (reliable QoS, keep last 10): ``depth`` (``32FC1``), ``camera_info``, then ``image``
+    (``rgb8``), one header per frame.
+
     Raises:
         params.ParameterError: an invalid node parameter (e.g. ``--mode``, ``--max-proposals``).
-        encoder.WeightsUnavailableError: ``--pretrained`` weights cannot be loaded.
+        weights.WeightsUnavailableError: ``--pretrained`` weights cannot be loaded.
         RuntimeError: the node gave no result for a frame within ``--frame-timeout`` seconds.
     """
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -195,104 +287,38 @@ def run_soak(args: argparse.Namespace, progress=None) -> dict:
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image
-    from std_msgs.msg import Header, String
+    from std_msgs.msg import String
 
     from clip_perception.msg import TargetDetectionArray
 
-    from .. import messages
     from .. import node as node_module
-    from ..decode import depth_to_image_fields, rgb_to_image_fields
+    from .feed import CameraFeed
 
     say = progress or (lambda text: None)
-    methods = [m.strip() for m in str(args.proposal_methods).split(",") if m.strip()]
-    overrides = {
-        "model_name": args.model, "pretrained": args.pretrained, "device": args.device, "mode": args.mode,
-        "max_proposals": int(args.max_proposals), "proposal_methods": methods, "use_depth": True,
-        "qos": "reliable", "sync_slop": 0.05, "no_image_warn_s": 60.0, "command": COMMANDS[0],
-    }
     reliable = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
     namespace = f"/soak_{uuid.uuid4().hex[:8]}"
     ctx = rclpy.Context()
     rclpy.init(args=None if args.verbose else ["--ros-args", "--log-level", "WARN"], context=ctx)
     node = harness = executor = spin = None
-    state = {"stamp": -1, "found": 0, "results": 0}
-    got = threading.Condition()
+    results = _Results()
     try:
         say(f"starting the node ({args.model}, pretrained {args.pretrained}, {args.device}, mode {args.mode}) ...")
         node = node_module.ClipPerceptionNode(
             context=ctx, namespace=namespace,
-            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+            parameter_overrides=[Parameter(k, value=v) for k, v in _node_overrides(args).items()])
         harness = rclpy.create_node(f"soak_harness_{uuid.uuid4().hex[:6]}", namespace=namespace, context=ctx)
-        pub_image = harness.create_publisher(Image, "image", reliable)
-        pub_depth = harness.create_publisher(Image, "depth", reliable)
-        pub_info = harness.create_publisher(CameraInfo, "camera_info", reliable)
+        feed = CameraFeed(harness, qos=reliable)
         pub_command = harness.create_publisher(String, "command", reliable)
-
-        def on_result(msg) -> None:
-            with got:
-                state["stamp"] = messages.stamp_to_ns(msg.header.stamp)
-                state["results"] += 1
-                state["found"] += bool(msg.detections)
-                got.notify_all()
-
-        harness.create_subscription(TargetDetectionArray, "detections", on_result, reliable)
+        harness.create_subscription(TargetDetectionArray, "detections", results.on_result, reliable)
         executor = MultiThreadedExecutor(num_threads=node_module.EXECUTOR_THREADS, context=ctx)
         executor.add_node(node)
         executor.add_node(harness)
         spin = threading.Thread(target=executor.spin, name="soak_spin", daemon=True)
         spin.start()
-        deadline = time.monotonic() + 60.0
-        while (pub_image.get_subscription_count() == 0 or pub_command.get_subscription_count() == 0
-               or harness.count_publishers(f"{namespace}/detections") == 0):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the node's subscriptions / publishers did not appear within 60 s")
-            time.sleep(0.05)
-
-        samples: list = []
-        baseline: Optional[Sample] = None
-        commands_sent = 0
-        t0 = time.monotonic()
-        stamp0 = 1_000_000_000 * 1_000_000  # 1e6 s: a non-zero stamp, advanced 1/30 s per frame
-        for i in range(args.frames):
-            if i > 0 and i % args.command_every == 0:
-                pub_command.publish(String(data=COMMANDS[(i // args.command_every) % len(COMMANDS)]))
-                commands_sent += 1
-            rgb, depth, K = make_frame(i, args.width, args.height, args.seed)
-            stamp_ns = stamp0 + i * 33_333_333
-            header = Header(stamp=messages.ns_to_stamp(stamp_ns), frame_id="soak_camera_color_optical_frame")
-            info = CameraInfo(header=header, width=args.width, height=args.height)
-            info.k = K.ravel().tolist()
-            pub_depth.publish(Image(header=header, **depth_to_image_fields(depth, "32FC1")))
-            pub_info.publish(info)
-            pub_image.publish(Image(header=header, **rgb_to_image_fields(rgb)))
-            with got:
-                if not got.wait_for(lambda: state["stamp"] >= stamp_ns, timeout=args.frame_timeout):
-                    raise RuntimeError(f"no result for frame {i} within {args.frame_timeout:g} s "
-                                       f"(node processed {node.frames_processed} frames)")
-            done = i + 1
-            if done == args.warmup or (args.warmup == 0 and i == 0):
-                baseline = measure(done, t0)
-                samples.append(baseline)
-                say(_row(baseline))
-            elif done > args.warmup and (done % args.sample_every == 0 or done == args.frames):
-                samples.append(measure(done, t0))
-                say(_row(samples[-1]))
-        seconds = time.monotonic() - t0
-        final = samples[-1]
-        node_errors = [w for w in node.warnings if "failed" in w]
-        report = _verdict(args, baseline, final, samples, seconds)
-        report.update({
-            "found_frames": state["found"], "results": state["results"], "commands_sent": commands_sent,
-            "node_frames_processed": node.frames_processed, "node_warnings": list(node.warnings[-20:]),
-            "encoder": {"model": args.model, "pretrained": args.pretrained,
-                        "device": str(node.detector.device), "mode": node.detector.mode},
-        })
-        if node_errors:
-            report["failures"].append(f"node errors: {node_errors[:3]}")
-            report["ok"] = False
-        return report
+        _wait_for_graph(harness, feed, pub_command, namespace)
+        run = _drive(args, feed, pub_command, node, results, say)
+        return _report(args, run, results, node)
     finally:
         if node is not None:
             node.stop()
@@ -304,6 +330,23 @@ def run_soak(args: argparse.Namespace, progress=None) -> dict:
             if n is not None:
                 n.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def _report(args: argparse.Namespace, run: dict, results: _Results, node) -> dict:
+    """The verdict (:func:`_verdict`) plus the counters of the run and the node's own state."""
+    samples = run["samples"]
+    node_errors = [w for w in node.warnings if "failed" in w]
+    report = _verdict(args, run["baseline"], samples[-1], samples, run["seconds"])
+    report.update({
+        "found_frames": results.found, "results": results.results, "commands_sent": run["commands_sent"],
+        "node_frames_processed": node.frames_processed, "node_warnings": list(node.warnings[-20:]),
+        "encoder": {"model": args.model, "pretrained": args.pretrained,
+                    "device": str(node.detector.device), "mode": node.detector.mode},
+    })
+    if node_errors:
+        report["failures"].append(f"node errors: {node_errors[:3]}")
+        report["ok"] = False
+    return report
 
 
 def _verdict(args, baseline: Sample, final: Sample, samples: list, seconds: float) -> dict:

@@ -1,0 +1,182 @@
+"""The embedding step: every encoder call for one frame or several frames at once (ROS-free).
+
+Nothing else in the pipeline calls the encoder for a frame.  Per frame the step gives one
+(N, D) float32 unit-norm embedding per proposal, aligned with ``BoxSet.boxes``, and per
+command the text embeddings of its phrases (target, reference, negative prompts):
+
+* ``crop``: one square crop per box through the image tower (``encoder.encode_boxes(...,
+  mode="crop")``);
+* ``dense``: one forward pass over the frame, MaskCLIP patch features pooled per box
+  (``mode="dense"``);
+* ``cascade``: ``dense`` for every box, a pre-rank with the ranking's own scoring
+  (``ranking.score_boxes``: CLIP + colour prior, for the target and the reference), then the
+  ``cascade_top_k`` best of each (their union) are re-encoded as crops and replace their
+  dense rows.  With N <= ``cascade_top_k`` every box is simply cropped.
+
+Several frames (cameras): the first pass of all frames that share a mode goes through one
+``encoder.encode_boxes_multi`` call (one batched forward); encoders without it (the test
+encoders) are called frame by frame.  The cascade's crop re-rank runs per frame.
+
+The encoder protocol (``encoder.Encoder``): ``encode_texts(list[str]) -> (M, D)``,
+``encode_boxes(rgb, boxes, mode) -> (N, D)`` (unit-norm float32), ``logit_scale``, optional
+``device`` and ``encode_boxes_multi(frames, boxes, mode) -> list of (Ni, D)``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .params import RankingConfig
+from .ranking import BoxSet, Query, TextEmbeddings, score_boxes
+from .types import Timings
+
+__all__ = ["MODES", "resolve_mode", "embed_texts", "embed_boxes", "embed_frame"]
+
+#: Embedding modes after :func:`resolve_mode` (``auto`` is resolved to one of them).
+MODES = ("crop", "dense", "cascade")
+
+
+def resolve_mode(mode: str, device) -> str:
+    """The one place ``auto`` is resolved: ``crop`` on a CUDA device, ``cascade`` otherwise.
+
+    Args:
+        mode: ``auto``, ``crop``, ``dense`` or ``cascade`` (``RankingConfig.mode``).
+        device: the encoder's device (``torch.device`` or its string, e.g. ``cuda:0``, ``cpu``).
+
+    Returns:
+        ``crop``, ``dense`` or ``cascade``.
+
+    Raises:
+        ValueError: unknown mode.
+    """
+    mode = str(mode)
+    if mode == "auto":
+        return "crop" if str(device).startswith("cuda") else "cascade"
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES + ('auto',)}, got {mode!r}")
+    return mode
+
+
+def embed_texts(encoder, query: Query, timings: Optional[Timings] = None) -> TextEmbeddings:
+    """Text embeddings of the query's phrases and negative prompts, in one ``encode_texts`` call.
+
+    Args:
+        encoder: the encoder (``encode_texts``, ``logit_scale``).
+        query: the command's :class:`ranking.Query`.
+        timings: optional; receives ``encode_text`` milliseconds.
+
+    Returns:
+        :class:`ranking.TextEmbeddings`.
+    """
+    phrases = query.phrases
+    t0 = time.perf_counter()
+    emb = np.asarray(encoder.encode_texts(phrases + list(query.negatives)), dtype=np.float32)
+    if timings is not None:
+        timings.add("encode_text", (time.perf_counter() - t0) * 1e3)
+    return TextEmbeddings(target=emb[0], reference=emb[1] if query.reference is not None else None,
+                          negatives=emb[len(phrases):], logit_scale=float(encoder.logit_scale))
+
+
+def _first_mode(mode: str, n: int, cascade_top_k: int) -> str:
+    """Encoder mode of the first pass: the cascade starts dense only when it has more than k boxes."""
+    if mode == "cascade":
+        return "dense" if n > cascade_top_k else "crop"
+    return mode
+
+
+def _first_pass(encoder, rgbs: Sequence[np.ndarray], box_sets: Sequence[BoxSet], modes: Sequence[str],
+                timings: Sequence[Optional[Timings]]) -> list:
+    """First-pass embeddings of every frame with boxes; frames sharing a mode are batched."""
+    out: list = [None] * len(rgbs)
+    multi = getattr(encoder, "encode_boxes_multi", None)
+    for mode in dict.fromkeys(modes):
+        group = [i for i, m in enumerate(modes) if m == mode and len(box_sets[i])]
+        if not group:
+            continue
+        t0 = time.perf_counter()
+        if multi is not None and len(group) > 1:
+            embs = multi([rgbs[i] for i in group], [box_sets[i].boxes for i in group], mode=mode)
+            ms = (time.perf_counter() - t0) * 1e3  # one batched call: every frame of it waited this long
+            for i, emb in zip(group, embs):
+                out[i] = np.asarray(emb, dtype=np.float32)
+                if timings[i] is not None:
+                    timings[i].add("encode_boxes", ms)
+            continue
+        for i in group:
+            t0 = time.perf_counter()
+            out[i] = np.asarray(encoder.encode_boxes(rgbs[i], box_sets[i].boxes, mode=mode), dtype=np.float32)
+            if timings[i] is not None:
+                timings[i].add("encode_boxes", (time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def _cascade_rerank(encoder, rgb: np.ndarray, box_set: BoxSet, dense: np.ndarray, texts: TextEmbeddings,
+                    config: RankingConfig, timings: Optional[Timings]) -> np.ndarray:
+    """Replace the dense rows of the pre-rank's best ``cascade_top_k`` (target and reference) by crops."""
+    t0 = time.perf_counter()
+    k = config.cascade_top_k
+    pre = score_boxes(dense, texts, box_set, config.color_prior_weight)
+    sel = set(np.argsort(-pre.fused, kind="stable")[:k].tolist())
+    if pre.reference_fused is not None:
+        sel |= set(np.argsort(-pre.reference_fused, kind="stable")[:k].tolist())
+    idx = np.array(sorted(sel), dtype=np.int64)
+    emb = dense.copy()
+    emb[idx] = np.asarray(encoder.encode_boxes(rgb, box_set.boxes[idx], mode="crop"), dtype=np.float32)
+    if timings is not None:
+        timings.add("encode_boxes", (time.perf_counter() - t0) * 1e3)
+    return emb
+
+
+def embed_boxes(encoder, rgbs: Sequence[np.ndarray], box_sets: Sequence[BoxSet],
+                texts: Sequence[Optional[TextEmbeddings]], mode: str, config: RankingConfig,
+                timings: Optional[Sequence[Optional[Timings]]] = None) -> list:
+    """Image embeddings of the proposals of one or several frames (module docstring).
+
+    Args:
+        encoder: the encoder.
+        rgbs: F images, (Hi, Wi, 3) uint8 RGB (checked by the caller).
+        box_sets: F :class:`ranking.BoxSet`, one per image.
+        texts: F text embeddings of each frame's query (the cascade's pre-rank scores with
+            them; frames of one command share one object), ``None`` for a frame without boxes.
+        mode: ``crop``, ``dense`` or ``cascade`` (already resolved, :func:`resolve_mode`).
+        config: :class:`params.RankingConfig` (``cascade_top_k``, ``color_prior_weight``).
+        timings: optional F :class:`types.Timings` (or ``None`` entries), each receiving
+            ``encode_boxes`` milliseconds (a batched call counts fully for every frame in it).
+
+    Returns:
+        F entries: (Ni, D) float32 unit-norm embeddings, or ``None`` for a frame without boxes.
+
+    Raises:
+        ValueError: unknown mode, or ``rgbs``, ``box_sets`` and ``texts`` of different lengths.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES} (resolve 'auto' first), got {mode!r}")
+    if not len(rgbs) == len(box_sets) == len(texts):
+        raise ValueError(f"{len(rgbs)} images, {len(box_sets)} box sets and {len(texts)} text embeddings")
+    timings = list(timings) if timings is not None else [None] * len(rgbs)
+    first = [_first_mode(mode, len(b), config.cascade_top_k) for b in box_sets]
+    out = _first_pass(encoder, rgbs, box_sets, first, timings)
+    for i, (m, emb) in enumerate(zip(first, out)):
+        if mode == "cascade" and m == "dense" and emb is not None:
+            out[i] = _cascade_rerank(encoder, rgbs[i], box_sets[i], emb, texts[i], config, timings[i])
+    return out
+
+
+def embed_frame(encoder, rgb: np.ndarray, box_set: BoxSet, query: Query, mode: str, config: RankingConfig,
+                timings: Optional[Timings] = None) -> tuple:
+    """Text and image embeddings of one frame: :func:`embed_texts` then :func:`embed_boxes`.
+
+    Nothing is encoded for a frame without boxes (the ranking answers "no proposals").
+
+    Returns:
+        ``(texts, image_emb)``: :class:`ranking.TextEmbeddings` and (N, D) float32, or
+        ``(None, None)`` when ``box_set`` is empty.
+    """
+    if len(box_set) == 0:
+        return None, None
+    texts = embed_texts(encoder, query, timings)
+    (emb,) = embed_boxes(encoder, [rgb], [box_set], [texts], mode, config, [timings])
+    return texts, emb

@@ -1,0 +1,109 @@
+"""One camera's ROS 2 interfaces: subscriptions that fill a :class:`runtime.CameraInputs`,
+and the publishers of its outputs.
+
+Relative topic names (``name/`` prefix with ``cameras: [name, ...]``): ``image`` or
+``image/compressed`` (``image_transport``), ``depth`` or ``depth/compressedDepth``
+(``depth_transport``) and ``camera_info`` (only with ``use_depth``) in;
+``detections``, ``target_pose``, ``markers``, ``debug_image``, ``detections_2d`` out.
+Callbacks only store messages (with their stamp in nanoseconds); decoding and inference
+happen on the worker (:mod:`clip_perception.worker`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from visualization_msgs.msg import MarkerArray
+
+from clip_perception.msg import TargetDetectionArray
+
+from . import messages
+from .node_params import camera_qos, reliable_qos
+from .runtime import CameraInputs
+
+__all__ = ["CameraIO"]
+
+
+class CameraIO(CameraInputs):
+    """Subscriptions and publishers of one camera (``name`` = namespace or "").
+
+    Args:
+        node: the rclpy node that owns the interfaces.
+        name: camera namespace ("" for a single camera).
+        cfg: validated parameters (``qos``, ``image_transport``, ``use_depth``,
+            ``depth_transport``).
+        group: callback group of the subscriptions.
+        wake: the worker's wake-up event (set on every colour message).
+    """
+
+    def __init__(self, node, name: str, cfg, group, wake) -> None:
+        super().__init__(name, compressed=cfg.image_transport == "compressed",
+                         depth_compressed=cfg.depth_transport == "compressedDepth", wake=wake)
+        self._node = node
+        prefix = f"{name}/" if name else ""
+        self.qos_name = cfg.qos
+        self.qos_description = ("BEST_EFFORT (qos: sensor_data)" if cfg.qos == "sensor_data"
+                                else "RELIABLE (qos: reliable; it does not receive from best-effort publishers)")
+        qos = camera_qos(cfg.qos)
+        if self.compressed:
+            self.image_sub = node.create_subscription(CompressedImage, prefix + "image/compressed", self._on_image,
+                                                      qos, callback_group=group)
+        else:
+            self.image_sub = node.create_subscription(Image, prefix + "image", self._on_image, qos,
+                                                      callback_group=group)
+        self.image_topic = self.image_sub.topic_name
+        self.depth_sub = self.info_sub = None
+        if cfg.use_depth:
+            if self.depth_compressed:
+                self.depth_sub = node.create_subscription(CompressedImage, prefix + "depth/compressedDepth",
+                                                          self._on_depth, qos, callback_group=group)
+            else:
+                self.depth_sub = node.create_subscription(Image, prefix + "depth", self._on_depth, qos,
+                                                          callback_group=group)
+            self.info_sub = node.create_subscription(CameraInfo, prefix + "camera_info", self._on_info, qos,
+                                                     callback_group=group)
+        out = reliable_qos(10)
+        self.det_pub = node.create_publisher(TargetDetectionArray, prefix + "detections", out)
+        self.pose_pub = node.create_publisher(PoseStamped, prefix + "target_pose", out)
+        self.marker_pub = node.create_publisher(MarkerArray, prefix + "markers", out)
+        self.debug_pub = node.create_publisher(Image, prefix + "debug_image", out)
+        self.det2d_pub = None
+        if messages.HAVE_VISION_MSGS:
+            self.det2d_pub = node.create_publisher(messages.Detection2DArray, prefix + "detections_2d", out)
+
+    # Callbacks only store messages: decoding and inference happen on the worker.
+    def _on_image(self, msg) -> None:
+        self.put_image(msg, messages.stamp_to_ns(msg.header.stamp))
+
+    def _on_depth(self, msg) -> None:
+        self.put_depth(msg, messages.stamp_to_ns(msg.header.stamp))
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self.put_info(msg, messages.stamp_to_ns(msg.header.stamp))
+
+    def publish(self, header, result, text: str, rgb: np.ndarray, cfg) -> None:
+        """Publish one frame's outputs, each with the colour image's ``header``.
+
+        ``debug_image`` is built only with ``publish_debug_image`` or while subscribed.
+        """
+        self.det_pub.publish(messages.to_detection_array(result, header, text))
+        pose = messages.to_pose(result, header)
+        if pose is not None:
+            self.pose_pub.publish(pose)
+        self.marker_pub.publish(messages.to_markers(result, header))
+        if cfg.publish_debug_image or self.debug_pub.get_subscription_count() > 0:
+            self.debug_pub.publish(messages.to_debug_image(rgb, result, header))
+        if self.det2d_pub is not None:
+            self.det2d_pub.publish(messages.to_detection2d_array(result, header))
+
+    def destroy(self) -> None:
+        """Destroy every subscription and publisher of this camera."""
+        node = self._node
+        for sub in (self.image_sub, self.depth_sub, self.info_sub):
+            if sub is not None:
+                node.destroy_subscription(sub)
+        for pub in (self.det_pub, self.pose_pub, self.marker_pub, self.debug_pub, self.det2d_pub):
+            if pub is not None:
+                node.destroy_publisher(pub)
+        self.image_sub = self.depth_sub = self.info_sub = self.det2d_pub = None
