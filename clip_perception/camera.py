@@ -48,6 +48,8 @@ __all__ = [
     "backproject_depth",
     "scale_intrinsics",
     "subsample_intrinsics",
+    "subsample_camera",
+    "crop_camera",
     "depth_aligned",
     "camera_info_to_K",
     "camera_info_K_for_image",
@@ -329,6 +331,35 @@ def subsample_intrinsics(K, step: int) -> np.ndarray:
         raise ValueError(f"step must be >= 1, got {step}")
     k = _as_K(K).copy()
     k[:2, :] /= float(int(step))
+    return k
+
+
+def subsample_camera(K, step: int):
+    """The camera of ``img[::step, ::step]``: :func:`subsample_intrinsics` for a K ((3, 3)
+    float64 out), :meth:`CameraModel.subsampled` for a model (D unchanged; it acts on
+    normalised coordinates).
+
+    Raises:
+        ValueError: ``K`` invalid or ``step < 1``.
+    """
+    if isinstance(K, CameraModel):
+        return K.subsampled(step)
+    return subsample_intrinsics(K, step)
+
+
+def crop_camera(K, x0: int, y0: int):
+    """The camera of the window ``img[y0:, x0:]`` (pixel ``u' = u - x0``, ``v' = v - y0``):
+    principal point minus the offset, as ``image_geometry`` does for a CameraInfo ROI.
+    A (3, 3) float64 K for a K, a :class:`CameraModel` (same D and model) for a model.
+
+    Raises:
+        ValueError: ``K`` invalid.
+    """
+    k = _as_K(K).copy()
+    k[0, 2] -= float(x0)
+    k[1, 2] -= float(y0)
+    if isinstance(K, CameraModel):
+        return CameraModel(k, K.D, K.distortion_model, max(0, K.width - int(x0)), max(0, K.height - int(y0)))
     return k
 
 

@@ -128,6 +128,33 @@ def excluded(boxes, positions, refs: Sequence[TargetRef], iou_threshold: float =
     return match_targets(boxes, positions, refs, iou_threshold, distance_m) >= 0
 
 
+def prefer_current(detections: Sequence, current: TargetRef, iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+                   distance_m: float = DEFAULT_DISTANCE_M) -> list:
+    """Put the detection that is the ``current`` target (:func:`match_targets`) first.
+
+    Used for pronoun commands ("put it in the box"): the object reported so far stays the one
+    to pick even when another candidate scores higher on this frame.
+
+    Args:
+        detections: ranked detections (``box`` (4,) pixels, ``position`` (3,) metres or None).
+        current: the current target.
+
+    Returns:
+        A new list, the same detections; unchanged order when none matches.
+    """
+    dets = list(detections)
+    if not dets:
+        return dets
+    boxes = np.stack([np.asarray(d.box, np.float32).reshape(4) for d in dets])
+    positions = np.array([np.asarray(d.position, np.float64).reshape(3) if d.position is not None
+                          else (np.nan,) * 3 for d in dets])
+    hits = np.flatnonzero(match_targets(boxes, positions, [current], iou_threshold, distance_m) >= 0)
+    if hits.size == 0:
+        return dets
+    i = int(hits[0])
+    return [dets[i], *dets[:i], *dets[i + 1:]]
+
+
 def describe_ignored(text: str, parse: CommandParse, reason: Optional[str] = None) -> str:
     """Short reason why ``text`` was not taken as a command, e.g. ``no command ([BLANK_AUDIO])``."""
     shown = " ".join(str(text).split())

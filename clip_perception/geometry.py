@@ -1,6 +1,9 @@
-"""3D geometry of a detection from a depth image and pinhole intrinsics (ROS-free).
+"""3D geometry of a detection from a depth image and the camera model (ROS-free).
 
-The camera model (K, distortion, back-projection) lives in :mod:`clip_perception.camera`.
+The camera model (K, distortion, back-projection) lives in :mod:`clip_perception.camera`;
+every function here takes a (3, 3) ``K`` or a :class:`camera.CameraModel` and turns pixels
+into rays only through it, so lens distortion (``CameraInfo.d``) is removed the same way
+everywhere.  A K, or a model with an all-zero D, gives the pinhole results bit for bit.
 
 Conventions (shared with the rest of the library, see ``types.py``):
 
@@ -12,7 +15,7 @@ Conventions (shared with the rest of the library, see ``types.py``):
   ``(u, v)`` is at the integer coordinates ``(u, v)``, as in camera_info
   (the same convention as OpenCV's ``projectPoints``). Pinhole
   back-projection (Hartley & Zisserman, *Multiple View Geometry*, eq. 6.1):
-  ``X = (u - cx) * Z / fx``, ``Y = (v - cy) * Z / fy``.
+  ``X = (u - cx) * Z / fx``, ``Y = (v - cy) * Z / fy`` (of the undistorted pixel).
 * Boxes: ``[x1, y1, x2, y2]`` in pixel *edges*, ``x2``/``y2`` exclusive, so
   the box covers pixel columns ``x1 .. x2 - 1`` and its centre, in the
   pixel-centre convention above, is ``((x1 + x2 - 1) / 2, (y1 + y2 - 1) / 2)``.
@@ -28,7 +31,7 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 
 from .boxes import pixel_ranges
-from .camera import pixel_to_point, valid_intrinsics
+from .camera import CameraModel, _as_K, pixel_to_point, valid_intrinsics
 
 __all__ = [
     "BoxGeometry",
@@ -105,13 +108,17 @@ def box_position(
          not the median pixel, so the ray stays the detection's centre).
          A box partly outside the image is first clipped to it (float edges).
       4. ``size`` = ``[w_px * z / fx, h_px * z / fy, p95(z_used) - p5(z_used)]``
-         with ``w_px``, ``h_px`` the clipped box width/height.
+         with ``w_px``, ``h_px`` the clipped box width/height.  With a distorted
+         :class:`camera.CameraModel` the width / height are instead the distances between
+         the back-projections (at ``z``) of the midpoints of the box's left / right (top /
+         bottom) edges, so a box near a corner of a wide-angle image is not mis-sized.
 
     Args:
         depth: (H, W) float metres, aligned with the image the box refers to;
             NaN / Inf / <= 0 are invalid.
         box: (4,) ``[x1, y1, x2, y2]`` pixels, exclusive x2/y2.
-        K: (3, 3) intrinsics of ``depth``.
+        K: (3, 3) intrinsics of ``depth``, or a :class:`camera.CameraModel` (distortion
+            removed, ``camera.pixel_to_point``).
         mask: optional (H, W) bool foreground mask (same shape as ``depth``).
         inner_fraction: (0, 1] central fraction of the box width/height that
             seeds the median.
@@ -129,7 +136,7 @@ def box_position(
     """
     if not valid_intrinsics(K):
         return None
-    k = np.asarray(K, dtype=np.float64).reshape(3, 3)
+    k = _as_K(K)
     d = np.asarray(depth)
     if d.ndim != 2:
         raise ValueError(f"depth must be (H, W), got shape {d.shape}")
@@ -183,10 +190,13 @@ def box_position(
     # Visible part of the box (float edges clipped to the image) gives centre and size.
     vis = np.array([max(b[0], 0.0), max(b[1], 0.0), min(b[2], float(w)), min(b[3], float(h))])
     uc, vc = box_center(vis)
-    position = pixel_to_point(uc, vc, z, k)
+    position = pixel_to_point(uc, vc, z, K)
     p5, p95 = np.percentile(z_used, [5.0, 95.0])
-    size = np.array(
-        [(vis[2] - vis[0]) * z / fx, (vis[3] - vis[1]) * z / fy, float(p95 - p5)],
-        dtype=np.float64,
-    )
+    if isinstance(K, CameraModel) and K.family is not None:
+        # pixel edges are at x1 - 0.5 .. x2 - 0.5 in the pixel-centre convention
+        edges = pixel_to_point([vis[0] - 0.5, vis[2] - 0.5, uc, uc], [vc, vc, vis[1] - 0.5, vis[3] - 0.5], z, K)
+        extent = (float(np.linalg.norm(edges[1] - edges[0])), float(np.linalg.norm(edges[3] - edges[2])))
+    else:
+        extent = ((vis[2] - vis[0]) * z / fx, (vis[3] - vis[1]) * z / fy)
+    size = np.array([extent[0], extent[1], float(p95 - p5)], dtype=np.float64)
     return BoxGeometry(position=position, size=size, num_valid=int(z_used.size))

@@ -9,6 +9,9 @@ TF at the right time (REP 105).  Nothing here reads a clock.
 Conversions:
 
 * :func:`to_detection_array` — ``FrameResult`` -> ``clip_perception/TargetDetectionArray``;
+* :func:`add_target_frame`, :func:`to_target_pose` — the same positions in the node's
+  ``target_frame`` (:mod:`clip_perception.transforms`); the only outputs whose header is not
+  the image's (frame_id = ``target_frame``, the image's stamp);
 * :func:`to_pose` — best detection with a 3D position -> ``geometry_msgs/PoseStamped``
   (identity orientation; ``None`` when there is no 3D position);
 * :func:`to_markers` — ``visualization_msgs/MarkerArray``: ``DELETEALL`` first, then a
@@ -64,6 +67,8 @@ __all__ = [
     "detection_to_msg",
     "to_detection_array",
     "to_pose",
+    "add_target_frame",
+    "to_target_pose",
     "to_markers",
     "rgb_to_image_msg",
     "depth_to_image_msg",
@@ -127,6 +132,7 @@ def detection_to_msg(det: Detection) -> TargetDetection:
             msg.size = Vector3(x=sx, y=sy, z=sz)
     msg.clip_score = float(det.clip_score)
     msg.color_score = -1.0 if det.color_score is None else float(det.color_score)
+    msg.track_id = int(det.track_id) & 0xFFFFFFFF  # tracking.py: uint32, 0 = not tracked
     return msg
 
 
@@ -141,11 +147,39 @@ def to_detection_array(result, header: Header, command_text: str) -> TargetDetec
     msg = TargetDetectionArray()
     msg.header = copy_header(header)
     msg.command = str(command_text)
+    msg.intent = str(result.intent)
     if result.command is not None:
         msg.action = str(result.command.action or "")
         msg.target = str(result.command.target or "")
+    elif msg.intent == "stop":
+        msg.action = "stop"
     msg.detections = [detection_to_msg(det) for det in result.detections]
+    dest = result.command.destination if result.command is not None else None
+    if dest is not None:
+        msg.destination = str(dest.target)
+        msg.destination_relation = str(result.command.destination_relation or "")
+        msg.destination_detections = [detection_to_msg(det) for det in result.destination_detections]
+        place = result.place
+        if place is not None and place.position is not None:
+            msg.has_place_position = True
+            msg.place_position = _point(place.position)
     return msg
+
+
+def _point(p) -> Point:
+    """(3,) metres -> ``geometry_msgs/Point``."""
+    x, y, z = (float(v) for v in np.asarray(p, dtype=np.float64).reshape(3))
+    return Point(x=x, y=y, z=z)
+
+
+def to_place_pose(result, header: Header) -> Optional[PoseStamped]:
+    """The place point of a pick-and-place result as a ``PoseStamped`` in the image's optical
+    frame (identity orientation: only the point is defined), or ``None`` when there is none."""
+    place = getattr(result, "place", None)
+    if place is None or place.position is None:
+        return None
+    return PoseStamped(header=copy_header(header),
+                       pose=Pose(position=_point(place.position), orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)))
 
 
 def to_pose(result, header: Header) -> Optional[PoseStamped]:
@@ -159,6 +193,49 @@ def to_pose(result, header: Header) -> Optional[PoseStamped]:
         header=copy_header(header),
         pose=Pose(position=Point(x=px, y=py, z=pz), orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)),
     )
+
+
+def add_target_frame(msg: TargetDetectionArray, target_frame: str, framed) -> TargetDetectionArray:
+    """Fill the ``target_frame`` fields of a :func:`to_detection_array` message (in place).
+
+    Args:
+        msg: the array built from the same result (detections in the result's order).
+        target_frame: the node's ``target_frame`` parameter (copied to ``msg.target_frame``).
+        framed: :class:`transforms.FramedPositions` of the result, or ``None`` when the
+            transform is not known for this frame: every ``has_*target_position`` stays false.
+
+    Returns:
+        ``msg``.
+    """
+    msg.target_frame = str(target_frame)
+    if framed is None:
+        return msg
+    for det_msg, pos in list(zip(msg.detections, framed.detections)) + list(
+            zip(msg.destination_detections, framed.destinations)):
+        if pos is not None and det_msg.has_position:
+            det_msg.has_target_position = True
+            det_msg.target_position = _point(pos)
+    if framed.place is not None and msg.has_place_position:
+        msg.has_place_target_position = True
+        msg.place_target_position = _point(framed.place)
+    return msg
+
+
+def to_target_pose(result, header: Header, framed) -> Optional[PoseStamped]:
+    """Best detection's pose in the target frame: ``header.frame_id = framed.frame``, stamp =
+    the image's (``header.stamp``), position and orientation from ``framed``
+    (:class:`transforms.FramedPositions`); ``None`` without a best 3D detection or without
+    ``framed`` (transform unknown: never a pose in the wrong frame)."""
+    best = result.best
+    if framed is None or best is None or best.position is None or not framed.detections:
+        return None
+    pos, q = framed.detections[0], framed.orientation
+    if pos is None or q is None:
+        return None
+    qx, qy, qz, qw = (float(v) for v in np.asarray(q, dtype=np.float64).reshape(4))
+    out_header = Header(stamp=Time(sec=header.stamp.sec, nanosec=header.stamp.nanosec), frame_id=str(framed.frame))
+    return PoseStamped(header=out_header, pose=Pose(position=_point(pos),
+                                                    orientation=Quaternion(x=qx, y=qy, z=qz, w=qw)))
 
 
 def to_markers(result, header: Header, ns: str = "clip_perception") -> MarkerArray:

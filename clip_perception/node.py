@@ -134,7 +134,7 @@ from std_msgs.msg import String
 from clip_perception.msg import TargetDetectionArray
 from clip_perception.srv import Locate, SetCommand
 
-from . import messages, params
+from . import messages, params, transforms
 from .command import parse_command
 from .device import set_cpu_threads
 from .node_camera import CameraIO
@@ -198,6 +198,7 @@ class ClipPerceptionNode(LifecycleNode):
         self._last_status: Optional[str] = None
         self._start_time = time.monotonic()
         self.worker: Optional[FrameWorker] = None
+        self._transforms = None  # target_frame: transforms.StaticTransform / Tf2Lookup while active
         try:
             config = params.make_config(declare_parameters(self))  # raises ParameterError with the reason
             self._warnings = WarningLog(self._log_warning, lambda: self.config.no_image_warn_s)
@@ -287,6 +288,13 @@ class ClipPerceptionNode(LifecycleNode):
         sensors = ReentrantCallbackGroup()
         names = [c.strip("/") for c in cfg.cameras if c.strip("/")] or [""]
         self.cameras = [CameraIO(self, name, cfg, sensors, self.worker.wake) for name in names]
+        if cfg.target_frame:  # positions in the planner's frame (README, 3D convention)
+            self._transforms, about = transforms.make_lookup(self, cfg.target_frame, cfg.camera_extrinsics,
+                                                             cfg.transform_timeout, len(names))
+            log = self.get_logger().info if self._transforms is not None else self.get_logger().warning
+            log(f"target_frame {cfg.target_frame}: {about}")
+            for cam in self.cameras:
+                cam.set_transforms(self._transforms, about, self._warnings.warn)
         self.status_pub = self.create_publisher(String, "status", reliable_qos(10, latched=True))
         self._command_sub = self.create_subscription(String, "command", self._on_command, reliable_qos(10),
                                                      callback_group=ReentrantCallbackGroup())
@@ -331,6 +339,9 @@ class ClipPerceptionNode(LifecycleNode):
         for cam in self.cameras:
             cam.destroy()
         self.cameras = []
+        if self._transforms is not None:
+            self._transforms.close()
+            self._transforms = None
         for name, destroy in (("_watchdog", self.destroy_timer), ("_command_sub", self.destroy_subscription),
                               ("status_pub", self.destroy_publisher)):
             entity = getattr(self, name)

@@ -4,7 +4,7 @@ and the publishers of its outputs.
 Relative topic names (``name/`` prefix with ``cameras: [name, ...]``): ``image`` or
 ``image/compressed`` (``image_transport``), ``depth`` or ``depth/compressedDepth``
 (``depth_transport``) and ``camera_info`` (only with ``use_depth``) in;
-``detections``, ``target_pose``, ``markers``, ``debug_image``, ``detections_2d`` out.
+``detections``, ``target_pose``, ``place_pose``, ``markers``, ``debug_image``, ``detections_2d`` out.
 Callbacks only store messages (with their stamp in nanoseconds); decoding and inference
 happen on the worker (:mod:`clip_perception.worker`).
 """
@@ -20,6 +20,7 @@ from clip_perception.msg import TargetDetectionArray
 
 from . import messages
 from .node_params import camera_qos, reliable_qos
+from .transforms import RigidTransform, express_result
 from .runtime import CameraInputs
 
 __all__ = ["CameraIO"]
@@ -66,6 +67,7 @@ class CameraIO(CameraInputs):
         out = reliable_qos(10)
         self.det_pub = node.create_publisher(TargetDetectionArray, prefix + "detections", out)
         self.pose_pub = node.create_publisher(PoseStamped, prefix + "target_pose", out)
+        self.place_pub = node.create_publisher(PoseStamped, prefix + "place_pose", out)
         self.marker_pub = node.create_publisher(MarkerArray, prefix + "markers", out)
         self.debug_pub = node.create_publisher(Image, prefix + "debug_image", out)
         self.det2d_pub = None
@@ -82,15 +84,59 @@ class CameraIO(CameraInputs):
     def _on_info(self, msg: CameraInfo) -> None:
         self.put_info(msg, messages.stamp_to_ns(msg.header.stamp))
 
+    #: ``(lookup or None, description or the reason there is none, warn(key, text))`` of the node's
+    #: ``target_frame`` (:meth:`set_transforms`); ``None`` = not set.
+    transforms = None
+
+    def set_transforms(self, lookup, about: str, warn) -> None:
+        """Use ``lookup`` (:class:`transforms.TransformLookup`, or ``None`` with ``about`` saying
+        why) for ``target_frame`` outputs; ``warn(key, text)`` is the node's throttled warning."""
+        self.transforms = (lookup, about, warn)
+
+    def framed(self, header, result, cfg):
+        """The result's positions in ``cfg.target_frame`` (:class:`transforms.FramedPositions`),
+        transformed at the image stamp, or ``None`` (off, nothing in 3D, or no transform: warned,
+        throttled).  An image already in ``target_frame`` needs no lookup (identity)."""
+        if not cfg.target_frame or self.transforms is None:
+            return None
+        dets = list(result.detections) + list(getattr(result, "destination_detections", []) or [])
+        place = getattr(result, "place", None)
+        if all(d.position is None for d in dets) and getattr(place, "position", None) is None:
+            return None  # nothing to transform: no lookup (a tf2 lookup may wait transform_timeout)
+        lookup, about, warn = self.transforms
+        source = str(header.frame_id)
+        if source == cfg.target_frame:
+            return express_result(result, RigidTransform(target_frame=source, source_frame=source))
+        if lookup is None:
+            warn(f"tf:{self.image_topic}", f"no {cfg.target_frame} positions for {self.image_topic}: {about}")
+            return None
+        transform, why = lookup.lookup(cfg.target_frame, source, messages.stamp_to_ns(header.stamp))
+        if transform is None:
+            warn(f"tf:{self.image_topic}", f"no transform {cfg.target_frame} <- {source} at the image stamp "
+                 f"{messages.stamp_to_ns(header.stamp) * 1e-9:.3f} on {self.image_topic} ({why}): no target_pose, "
+                 "has_target_position false")
+            return None
+        return express_result(result, transform)
+
     def publish(self, header, result, text: str, rgb: np.ndarray, cfg) -> None:
-        """Publish one frame's outputs, each with the colour image's ``header``.
+        """Publish one frame's outputs, each with the colour image's ``header``; with
+        ``target_frame`` set, ``target_pose`` is in that frame (:meth:`framed`) or not published.
 
         ``debug_image`` is built only with ``publish_debug_image`` or while subscribed.
         """
-        self.det_pub.publish(messages.to_detection_array(result, header, text))
-        pose = messages.to_pose(result, header)
+        array = messages.to_detection_array(result, header, text)
+        if cfg.target_frame:
+            framed = self.framed(header, result, cfg)
+            messages.add_target_frame(array, cfg.target_frame, framed)
+            pose = messages.to_target_pose(result, header, framed)
+        else:
+            pose = messages.to_pose(result, header)
+        self.det_pub.publish(array)
         if pose is not None:
             self.pose_pub.publish(pose)
+        place = messages.to_place_pose(result, header)
+        if place is not None:
+            self.place_pub.publish(place)
         self.marker_pub.publish(messages.to_markers(result, header))
         if cfg.publish_debug_image or self.debug_pub.get_subscription_count() > 0:
             self.debug_pub.publish(messages.to_debug_image(rgb, result, header))
@@ -103,7 +149,7 @@ class CameraIO(CameraInputs):
         for sub in (self.image_sub, self.depth_sub, self.info_sub):
             if sub is not None:
                 node.destroy_subscription(sub)
-        for pub in (self.det_pub, self.pose_pub, self.marker_pub, self.debug_pub, self.det2d_pub):
+        for pub in (self.det_pub, self.pose_pub, self.place_pub, self.marker_pub, self.debug_pub, self.det2d_pub):
             if pub is not None:
                 node.destroy_publisher(pub)
         self.image_sub = self.depth_sub = self.info_sub = self.det2d_pub = None

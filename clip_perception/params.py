@@ -130,6 +130,9 @@ _SPECS = (
     ParamSpec("relation_weight", float, 0.5,
               "reference relations: weight of geometry against the candidate's own score", min=0.0, max=1.0,
               stage="ranking"),
+    ParamSpec("place_margin", float, 0.03,
+              "pick-and-place beside a destination (next to, left of, ...): free space kept between the placed "
+              "object and the destination, added to their half extents [m]", min=0.0, max=1.0, stage="ranking"),
     ParamSpec("prompt_templates", list, list(DEFAULT_PROMPT_TEMPLATES),
               "CLIP prompt templates, each with one {} for the object phrase (embeddings averaged)", stage="model"),
     ParamSpec("negative_prompts", list, list(DEFAULT_NEGATIVE_PROMPTS),
@@ -144,6 +147,17 @@ _SPECS = (
     ParamSpec("depth_registered", bool, False,
               "the depth image is registered to the colour camera even when its header.frame_id differs; false: "
               "a depth frame_id other than the colour image's gives a warning and no 3D"),
+    ParamSpec("target_frame", str, "",
+              "frame the planner wants positions in (e.g. base_link): target_pose and the *target_position "
+              "fields are given in it, transformed at the image stamp; empty = off (camera optical frame only)",
+              runtime=False),
+    ParamSpec("camera_extrinsics", str, "",
+              "static transform target_frame <- colour optical frame as 'x y z qx qy qz qw' (metres, unit "
+              "quaternion; the camera's pose in target_frame, static_transform_publisher order); empty = tf2",
+              runtime=False),
+    ParamSpec("transform_timeout", float, 0.1,
+              "how long a tf2 lookup at the image stamp waits for the transform before the frame goes without "
+              "target-frame positions [s]", min=0.0, max=10.0, runtime=False),
     ParamSpec("depth_transport", str, "raw",
               "depth input: raw (depth, sensor_msgs/Image) or compressedDepth (depth/compressedDepth, "
               "sensor_msgs/CompressedImage)", choices=("raw", "compressedDepth"), runtime=False),
@@ -159,6 +173,20 @@ _SPECS = (
     ParamSpec("cameras", list, [], "camera namespaces served by one node, e.g. [left, right]; empty = one camera",
               runtime=False),
     ParamSpec("no_image_warn_s", float, 5.0, "warn when no image arrived for this long [s]", min=0.1, max=3600.0),
+    ParamSpec("found_frames", int, 1,
+              "tracking: the target is reported found after this many consecutive frames with it (1 = at once) "
+              "[frames]", min=1, max=1000),
+    ParamSpec("lost_frames", int, 1,
+              "tracking: the target is reported lost after this many consecutive frames without it; until then its "
+              "last pose is kept (1 = at the first miss) [frames]", min=1, max=1000),
+    ParamSpec("switch_margin", float, 0.1,
+              "tracking: score margin by which another candidate must beat the locked target to take over (only "
+              "for commands without a spatial / relation qualifier); 1 = never switch while it is visible",
+              min=0.0, max=1.0),
+    ParamSpec("smoothing", float, 0.0,
+              "tracking: exponential smoothing factor of the target's 3D position and size over its track "
+              "(0 = off, raw per-frame values; 0.8 = 80 % previous estimate); restarts when the point jumps > 3 cm",
+              min=0.0, max=0.99),
     ParamSpec("warmup", bool, True, "run the model once at start-up so the first frame is not slow",
               runtime=False, stage="model"),
     ParamSpec("autostart", bool, True,
@@ -213,6 +241,13 @@ def validate(name: str, value: Any) -> Any:
             raise ParameterError(f"{name}='{value}' is not one of {', '.join(spec.choices)}")
         if name == "device" and not (value in ("auto", "cpu", "cuda") or value.startswith("cuda:")):
             raise ParameterError(f"device='{value}' must be auto, cpu, cuda or cuda:N")
+        if name == "camera_extrinsics" and value.strip():
+            from .transforms import parse_extrinsics
+
+            try:
+                parse_extrinsics(value)
+            except ValueError as exc:
+                raise ParameterError(str(exc)) from exc
         return value
     # list of strings
     if isinstance(value, str) or not isinstance(value, (list, tuple)):

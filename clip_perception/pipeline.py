@@ -23,12 +23,13 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import camera, geometry
+from . import camera, placement, segment
 from .command import CommandParse, ParsedCommand, parse_command, parse_object_phrase
 from .embed import embed_boxes, embed_frame, embed_texts, resolve_mode
 from .params import Config, DetectorConfig, RankingConfig
-from .proposals import propose
+from .proposals import propose, support_plane
 from .ranking import Query, RankResult, make_query, prepare_boxes, rank
+from .boxes import box_iou
 from .types import Detection, Timings, check_rgb
 
 LOG = logging.getLogger(__name__)
@@ -49,6 +50,11 @@ class FrameResult:
         timings: per-stage wall-clock milliseconds (``proposals``, ``rank``, ``geometry``...).
         notes: human-readable warnings for this frame (e.g. "depth not aligned: no 3D").
         mode: ranking mode used (``crop``, ``dense`` or ``cascade``).
+        destination_detections: pick-and-place commands (``command.destination`` set): the
+            destination's ranked detections on the same frame, best first (never the picked
+            object's box); empty = the destination is not found (the pick part may be).
+        place: pick-and-place: :class:`placement.PlaceResult` for the best destination (its
+            ``position`` None with a reason when there is no depth / plane), else ``None``.
     """
 
     command: Optional[ParsedCommand]
@@ -59,6 +65,15 @@ class FrameResult:
     timings: Timings = field(default_factory=Timings)
     notes: list = field(default_factory=list)
     mode: str = "crop"
+    destination_detections: list = field(default_factory=list)
+    place: Optional[placement.PlaceResult] = None
+
+    @property
+    def intent(self) -> str:
+        """``find``, ``pick_place``, ``stop`` (the text was a stop command) or ``""`` (no command)."""
+        if self.command is not None:
+            return "pick_place" if self.command.destination is not None else "find"
+        return "stop" if self.parse.is_stop else ""
 
     @property
     def found(self) -> bool:
@@ -71,14 +86,28 @@ class FrameResult:
     def summary(self) -> str:
         """One line for voice feedback: "found red ball at 0.42 m" / "no red ball in view"."""
         if self.command is None:
+            if self.parse.is_stop:
+                return "stopped"
             return f"no command ({self.parse.reason})" if self.parse.reason else "no command"
-        target = self.command.target
-        best = self.best
-        if best is None:
-            return f"no {target} in view"
-        if best.position is not None:
-            return f"found {target} at {float(np.linalg.norm(best.position)):.2f} m"
-        return f"found {target} (no 3D position)"
+        line = _found_line(self.command.target, self.best)
+        dest = self.command.destination
+        if dest is None:
+            return line
+        where = f"{self.command.destination_relation.replace('_', ' ')} the {dest.target}"
+        if not self.destination_detections:
+            return f"{line}; place: no {dest.target} in view"
+        if self.place is not None and self.place.position is not None:
+            return f"{line}; place: {where} at {float(np.linalg.norm(self.place.position)):.2f} m"
+        return f"{line}; place: {where} (no 3D position)"
+
+
+def _found_line(target: str, best: Optional[Detection]) -> str:
+    """ "found red ball at 0.42 m" / "found red ball (no 3D position)" / "no red ball in view"."""
+    if best is None:
+        return f"no {target} in view"
+    if best.position is not None:
+        return f"found {target} at {float(np.linalg.norm(best.position)):.2f} m"
+    return f"found {target} (no 3D position)"
 
 
 def _query(command: ParsedCommand, negative_prompts: Sequence[str], score_reference: bool = True) -> Query:
@@ -119,6 +148,8 @@ class _Job:
     depth: Optional[np.ndarray] = None
     K: Optional[np.ndarray] = None
     query: Optional[Query] = None  # set when there is a command and an image: rank it
+    destination: Optional["_Job"] = None  # pick-and-place: the destination, ranked on the same proposals
+    plane: Optional[placement.SupportPlane] = None  # the frame's support plane (one fit per frame)
 
 
 class Detector:
@@ -150,7 +181,7 @@ class Detector:
         self.encoder = encoder
         self._state = _State(config, resolve_mode(config.ranking.mode, _encoder_device(encoder)))
         self._parsed: tuple = (None, None)  # (text, CommandParse) of the last parsed text
-        self._queries: tuple = (None, None, None)  # (command, negative prompts, Query) of the last command
+        self._queries: list = []  # [(command, negative prompts, Query)] of the last commands (pick + place)
 
     @property
     def config(self) -> DetectorConfig:
@@ -204,11 +235,12 @@ class Detector:
         Raises:
             ValueError: the command has no object phrase.
         """
-        last, negatives, query = self._queries
         wanted = tuple(config.negative_prompts)
-        if query is None or last is not command and last != command or negatives != wanted:
-            query = _query(command, wanted)
-            self._queries = (command, wanted, query)
+        for last, negatives, query in self._queries:
+            if (last is command or last == command) and negatives == wanted:
+                return query
+        query = _query(command, wanted)
+        self._queries = [(command, wanted, query), *self._queries[:1]]  # the pick and the place phrase
         return query
 
     def detect(
@@ -218,8 +250,12 @@ class Detector:
         depth: Optional[np.ndarray] = None,
         K: Optional[np.ndarray] = None,
         proposals: Optional[tuple] = None,
+        exclude=None,
     ) -> FrameResult:
         """Rank proposals of ``rgb`` against ``command`` and locate the best ones in 3D.
+
+        A pick-and-place command ("put the apple in the bowl") also ranks its destination on
+        the same proposals and computes the place point (:attr:`FrameResult.place`).
 
         Args:
             rgb: (H, W, 3) uint8 RGB image.
@@ -227,11 +263,16 @@ class Detector:
                 an already parsed command.
             depth: optional (H, W) float32 depth in metres, NaN = invalid, aligned to ``rgb``
                 (same size and optical frame).  A depth of another size is ignored with a note.
-            K: optional (3, 3) intrinsics of the colour camera (``CameraInfo.k``).  Invalid K
-                (all zero, non-finite, fx or fy <= 0) -> no 3D, with a note.
+            K: optional (3, 3) intrinsics of the colour camera (``CameraInfo.k``), or a
+                :class:`camera.CameraModel` (K + lens distortion, ``camera.camera_info_to_model``):
+                every pixel -> 3D step then removes the distortion.  Invalid K (all zero,
+                non-finite, fx or fy <= 0) -> no 3D, with a note.
             proposals: optional precomputed ``(boxes (N, 4) float32 xyxy pixels, objectness
                 (N,) float32)`` to rank instead of running ``proposals.propose`` (the
                 benchmark feeds every mode the same boxes); the ``proposals`` timing is then 0.
+            exclude: optional ``exclude(boxes (N, 4) float32) -> (N,) bool``: proposals it marks
+                are not candidates for the picked object ("no, the other one";
+                :meth:`dialogue.Dialogue.exclusion_mask`).
 
         Returns:
             :class:`FrameResult`; detections without valid depth have ``position is None``.
@@ -239,9 +280,9 @@ class Detector:
         Raises:
             ValueError: ``rgb`` is not an (H, W, 3) uint8 array; ``proposals`` of mismatched lengths.
         """
-        return self._detect_jobs([(rgb, command, depth, K, proposals)], batch=False)[0]
+        return self._detect_jobs([(rgb, command, depth, K, proposals)], batch=False, exclude=exclude)[0]
 
-    def detect_many(self, frames: Sequence[tuple]) -> list:
+    def detect_many(self, frames: Sequence[tuple], exclude=None) -> list:
         """:meth:`detect` for several frames (e.g. one per camera) with one batched encoder call.
 
         The proposals of all frames are encoded in one forward pass through
@@ -251,21 +292,27 @@ class Detector:
 
         Args:
             frames: ``(rgb, command, depth, K)`` tuples, arguments as in :meth:`detect`.
+            exclude: as in :meth:`detect`, applied to every frame's proposals.
 
         Returns:
             One :class:`FrameResult` per frame, in order.
         """
-        return self._detect_jobs([(rgb, command, depth, K, None) for rgb, command, depth, K in frames], batch=True)
+        frames = [(rgb, command, depth, K, None) for rgb, command, depth, K in frames]
+        return self._detect_jobs(frames, batch=True, exclude=exclude)
 
-    def _detect_jobs(self, frames: Sequence[tuple], batch: bool) -> list:
+    def _detect_jobs(self, frames: Sequence[tuple], batch: bool, exclude=None) -> list:
         state = self._state  # one snapshot per call: a concurrent reconfigure applies from the next one
-        jobs = [self._prepare(state, *frame) for frame in frames]
+        jobs = [self._prepare(state, *frame, exclude=exclude) for frame in frames]
         ready = [job for job in jobs if job.query is not None]
+        ready += [job.destination for job in ready if job.destination is not None]
         if ready:
             self._rank(state, ready, batch)
+        for job in jobs:
+            if job.destination is not None:
+                _place(job, state.config.ranking)
         return [job.result for job in jobs]
 
-    def _prepare(self, state: _State, rgb, command, depth, K, proposals) -> _Job:
+    def _prepare(self, state: _State, rgb, command, depth, K, proposals, exclude=None) -> _Job:
         """Check the input, parse, check depth / K and propose regions for one frame."""
         rgb = check_rgb(rgb)
         cfg = state.config
@@ -283,6 +330,7 @@ class Detector:
         job.depth, job.K = _usable_depth_and_K(rgb, depth, K, result.notes)
 
         t0 = time.perf_counter()
+        fit = _support_plane(job, cfg.proposals, timings)
         if proposals is not None:
             boxes = np.asarray(proposals[0], dtype=np.float32).reshape(-1, 4)
             objectness = np.asarray(proposals[1], dtype=np.float32).reshape(-1)
@@ -293,8 +341,16 @@ class Detector:
             boxes, objectness = propose(
                 rgb, depth=job.depth if job.K is not None else None, K=job.K, methods=tuple(p.proposal_methods),
                 max_proposals=p.max_proposals, nms_iou=p.nms_iou, min_box_size=p.min_box_size,
-                max_side=p.proposal_max_side, timings=timings, ss_mode=p.selective_search_mode)
+                max_side=p.proposal_max_side, timings=timings, ss_mode=p.selective_search_mode, plane=fit)
         timings.add("proposals", (time.perf_counter() - t0) * 1e3)
+        if parsed.destination is not None:  # the destination is ranked on every proposal
+            dest = FrameResult(command=parsed.destination, parse=parse, timings=timings, notes=[], mode=state.mode,
+                               proposals=boxes, objectness=objectness)
+            job.destination = _Job(rgb=rgb, result=dest, depth=job.depth, K=job.K, plane=job.plane,
+                                   query=self.query(parsed.destination, cfg.ranking))
+        if exclude is not None and len(boxes):
+            keep = ~np.asarray(exclude(boxes), dtype=bool).reshape(len(boxes))
+            boxes, objectness = boxes[keep], objectness[keep]
         result.proposals, result.objectness = boxes, objectness
         job.query = self.query(parsed, cfg.ranking)
         return job
@@ -316,8 +372,10 @@ class Detector:
         for job, box_set, text, emb in zip(jobs, sets, texts, embs):
             t1 = time.perf_counter()
             ranked = rank(box_set, emb, text, job.query, cfg, depth=job.depth, mode=state.mode)
+            for det, i in zip(ranked.detections, ranked.order):  # for tracking (tracking.py)
+                det.embedding = emb[int(i)]
             job.result.timings.add("rank", shared_ms + (time.perf_counter() - t1) * 1e3)
-            job.result.detections = _locate(list(ranked.detections), job.depth, job.K, job.result.timings)
+            job.result.detections = _locate(list(ranked.detections), job)
 
 
 def _texts_per_frame(encoder, jobs: Sequence[_Job], sets: Sequence) -> list:
@@ -341,8 +399,34 @@ def _texts_per_frame(encoder, jobs: Sequence[_Job], sets: Sequence) -> list:
     return out
 
 
+def _place(job: _Job, config: RankingConfig) -> None:
+    """Attach the destination's detections (never the picked object's box) and the place point."""
+    result, dest = job.result, job.destination.result
+    pick = result.best
+    dets = list(dest.detections)
+    if pick is not None and dets:
+        overlap = box_iou(np.stack([d.box for d in dets]), pick.box[None])[:, 0]
+        dets = [d for d, iou in zip(dets, overlap) if iou < PICK_IS_DESTINATION_IOU]
+    result.destination_detections = dets
+    if not dets:
+        return
+    half = 0.0
+    if pick is not None and pick.size is not None:
+        half = 0.5 * float(max(pick.size[0], pick.size[1]))
+    t0 = time.perf_counter()
+    result.place = placement.locate_place(
+        result.command.destination_relation, job.depth, job.K, dets[0].box, picked_half_extent=half,
+        margin=config.place_margin, picked_position=None if pick is None else pick.position, plane=job.plane)
+    result.timings.add("place", (time.perf_counter() - t0) * 1e3)
+
+
+#: A destination candidate overlapping the picked object's box this much is the picked object.
+PICK_IS_DESTINATION_IOU = 0.5
+
+
 def _usable_depth_and_K(rgb: np.ndarray, depth, K, notes: list) -> tuple:
-    """``(depth or None, K as (3, 3) float64 or None)`` usable for 3D, with a note for each reason not."""
+    """``(depth or None, camera or None)`` usable for 3D, with a note for each reason not; the camera is a
+    :class:`camera.CameraModel` as given (lens distortion kept), else K as (3, 3) float64."""
     depth_ok = depth is not None
     if depth is not None and not camera.depth_aligned(rgb.shape, depth.shape):
         notes.append(f"depth {depth.shape[:2]} is not aligned to the colour image {rgb.shape[:2]}: no 3D")
@@ -355,18 +439,43 @@ def _usable_depth_and_K(rgb: np.ndarray, depth, K, notes: list) -> tuple:
     if depth_ok and not np.isfinite(depth).any():
         notes.append("depth has no valid pixel (all 0 / NaN): no 3D")
         depth_ok = False
-    return (depth if depth_ok else None), (np.asarray(K, dtype=np.float64).reshape(3, 3) if k_ok else None)
+    cam = (K if isinstance(K, camera.CameraModel) else camera._as_K(K)) if k_ok else None
+    return (depth if depth_ok else None), cam
 
 
-def _locate(detections: list, depth: Optional[np.ndarray], K: Optional[np.ndarray], timings: Timings) -> list:
-    """Set ``position`` / ``size`` of each detection from depth + K (``geometry.box_position``)."""
+def _support_plane(job: _Job, config, timings: Timings) -> Optional[tuple]:
+    """Fit the frame's support plane once (``proposals.support_plane``, as the depth proposals do)
+    into ``job.plane``; returns the ``(n, d)`` fit for ``propose`` (None without depth + K)."""
+    if job.depth is None or job.K is None:
+        return None
     t0 = time.perf_counter()
-    if depth is not None and K is not None:
-        for det in detections:
-            geo = geometry.box_position(depth, det.box, K)
-            if geo is not None:
-                det.position, det.size = geo.position, geo.size
-    timings.add("geometry", (time.perf_counter() - t0) * 1e3)
+    fit = support_plane(job.depth, job.K, max_side=config.proposal_max_side)
+    if fit is not None:
+        job.plane = placement.SupportPlane(normal=np.asarray(fit[0], np.float64), offset=float(fit[1]))
+    timings.add("proposals.plane", (time.perf_counter() - t0) * 1e3)
+    return fit
+
+
+def _locate(detections: list, job: _Job) -> list:
+    """The 3D step: mask, tight box and 3D of each reported detection (:func:`segment.locate_object`).
+
+    ``box`` becomes the mask's tight box (``proposal_box`` keeps the ranked one); ``position`` /
+    ``size`` / ``orientation`` are the object's centre, oriented extent and axes with depth, K and
+    a support plane, else the visible-surface point (``position_is_centre`` False, with a note).
+    """
+    t0 = time.perf_counter()
+    notes = job.result.notes
+    for det in detections:
+        est = segment.locate_object(job.rgb, det.box, job.depth, job.K, job.plane)
+        det.proposal_box = det.box
+        if est.box is not None:
+            det.box = est.box
+        det.mask = est.mask
+        det.position, det.size, det.orientation = est.position, est.size, est.orientation
+        det.position_is_centre = est.is_centre
+        if est.note and est.note not in notes:
+            notes.append(est.note)
+    job.result.timings.add("geometry", (time.perf_counter() - t0) * 1e3)
     return detections
 
 

@@ -36,7 +36,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .boxes import pixel_ranges
-from .camera import backproject_depth, subsample_intrinsics, valid_intrinsics
+from .camera import backproject_depth, crop_camera, subsample_camera, valid_intrinsics
 from .proposals import fit_plane_ransac
 
 #: Relations with a place point, as parsed by ``command.py`` (normalised names).
@@ -98,7 +98,7 @@ def fit_support_plane(depth: np.ndarray, K: np.ndarray, stride: int = PLANE_STRI
 
     Args:
         depth: (H, W) float metres along the optical axis, NaN / <= 0 invalid.
-        K: (3, 3) intrinsics of ``depth``.
+        K: (3, 3) intrinsics of ``depth`` or a :class:`camera.CameraModel` (distortion removed).
         stride: pixel subsampling of the fit.
 
     Returns:
@@ -108,7 +108,7 @@ def fit_support_plane(depth: np.ndarray, K: np.ndarray, stride: int = PLANE_STRI
     if not valid_intrinsics(K):
         return None
     sub = np.asarray(depth, np.float64)[::stride, ::stride]
-    points = backproject_depth(sub, subsample_intrinsics(K, stride)).reshape(-1, 3).astype(np.float64)
+    points = backproject_depth(sub, subsample_camera(K, stride)).reshape(-1, 3).astype(np.float64)
     points = points[np.isfinite(points).all(axis=1)]
     fit = fit_plane_ransac(points, threshold=PLANE_THRESHOLD)
     if fit is None:
@@ -122,7 +122,7 @@ def object_points(depth: np.ndarray, K: np.ndarray, box, plane: SupportPlane,
     """(M, 3) float64 optical-frame points [m] inside ``box`` standing above ``plane``.
 
     Args:
-        depth: (H, W) float metres; K: (3, 3) intrinsics; box: (4,) xyxy pixels (exclusive
+        depth: (H, W) float metres; K: (3, 3) intrinsics or a ``CameraModel``; box: (4,) xyxy pixels (exclusive
         x2/y2, rounded with :func:`boxes.pixel_ranges`).
         min_height: points lower than this above the plane are the support, not the object.
     """
@@ -130,9 +130,7 @@ def object_points(depth: np.ndarray, K: np.ndarray, box, plane: SupportPlane,
     xa, ya, xb, yb = (int(v) for v in pixel_ranges(box, d.shape[1], d.shape[0])[0])
     if xb <= xa or yb <= ya:
         return np.zeros((0, 3))
-    k = np.asarray(K, np.float64).reshape(3, 3).copy()
-    k[0, 2] -= xa  # the crop's own principal point
-    k[1, 2] -= ya
+    k = crop_camera(K, xa, ya)  # the crop's own principal point (distortion kept)
     pts = backproject_depth(d[ya:yb, xa:xb], k).reshape(-1, 3).astype(np.float64)
     pts = pts[np.isfinite(pts).all(axis=1)]
     return pts[plane.height(pts) > min_height]

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from .boxes import clamp_boxes, nms, usable_boxes
-from .camera import backproject_depth, depth_aligned, subsample_intrinsics, valid_intrinsics
+from .camera import backproject_depth, depth_aligned, subsample_camera, valid_intrinsics
 from .types import Timings, check_rgb
 
 try:  # the C library whose rand() OpenCV's selective search uses
@@ -57,6 +57,7 @@ __all__ = [
     "grid_proposals",
     "depth_proposals",
     "fit_plane_ransac",
+    "support_plane",
 ]
 
 DEFAULT_METHODS: Tuple[str, ...] = ("selective_search", "contours", "grid", "depth")
@@ -345,6 +346,45 @@ def fit_plane_ransac(
     return nb, float(db), int(inl.sum())
 
 
+def _subsampled_points(depth, K, max_side: int):
+    """``(depth float32, depth[::s, ::s], s, points (h, w, 3) float32, valid (h, w) bool)`` of
+    step 1 of :func:`depth_proposals`, or None for a non-2-D / empty depth or an invalid K."""
+    d = np.asarray(depth, dtype=np.float32)
+    if d.ndim != 2 or d.size == 0 or not valid_intrinsics(K):
+        return None
+    step = max(1, int(math.ceil(max(d.shape) / float(max_side))))
+    ds = d[::step, ::step]
+    pts = backproject_depth(ds, subsample_camera(K, step))  # a CameraModel keeps its distortion
+    return d, ds, step, pts, np.isfinite(pts[..., 2])
+
+
+def _fit_table_plane(pts, valid, threshold, min_valid_fraction, min_plane_fraction, seed):
+    """Step 2 of :func:`depth_proposals`: ``(n, d)`` or None (too few valid points / plane inliers)."""
+    nvalid = int(valid.sum())
+    if nvalid < max(3, min_valid_fraction * valid.size):
+        return None
+    fit = fit_plane_ransac(pts[valid], threshold=threshold, seed=seed)
+    if fit is None or fit[2] < min_plane_fraction * nvalid:
+        return None
+    return fit[0], fit[1]
+
+
+def support_plane(depth: np.ndarray, K, max_side: int = 320, plane_threshold: float = 0.01,
+                  min_valid_fraction: float = 0.1, min_plane_fraction: float = 0.2,
+                  seed: int = 0) -> Optional[Tuple[np.ndarray, float]]:
+    """The support plane exactly as :func:`depth_proposals` fits it (steps 1-2, same arguments),
+    so that one fit per frame serves the depth proposals (``plane=``) and the instance masks.
+
+    Returns:
+        ``(n, d)`` of ``n . p + d = 0`` (optical frame; unit ``n`` (3,) float64 towards the
+        camera, ``d`` metres), or None (invalid K, too little valid depth, too few inliers).
+    """
+    sub = _subsampled_points(depth, K, max_side)
+    if sub is None:
+        return None
+    return _fit_table_plane(sub[3], sub[4], plane_threshold, min_valid_fraction, min_plane_fraction, seed)
+
+
 def depth_proposals(
     depth: np.ndarray,
     K: np.ndarray,
@@ -356,6 +396,7 @@ def depth_proposals(
     min_plane_fraction: float = 0.2,
     jump: float = 0.03,
     seed: int = 0,
+    plane: Optional[Tuple[np.ndarray, float]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Tabletop segmentation proposals from a depth image.
 
@@ -381,28 +422,25 @@ def depth_proposals(
 
     Args:
         depth: (H, W) float metres, NaN/Inf/<=0 invalid.
-        K: (3, 3) intrinsics of ``depth``.
+        K: (3, 3) intrinsics of ``depth``, or a :class:`camera.CameraModel` (lens
+            distortion removed in the back-projection).
+        plane: the frame's support plane ``(n, d)`` already fitted by :func:`support_plane`
+            (steps 1-2 are then not repeated); None = fit it here.
 
     Returns:
         ``(boxes, objectness)``: (N, 4) float32 xyxy source pixels, (N,) float32
         ``0.8 + 0.2 * fill`` (component area / box area).
     """
-    d = np.asarray(depth, dtype=np.float32)
-    if d.ndim != 2 or d.size == 0 or not valid_intrinsics(K):
+    sub = _subsampled_points(depth, K, max_side)
+    if sub is None:
         return _empty()
+    d, ds, step, pts, valid = sub
     h, w = d.shape
-    step = max(1, int(math.ceil(max(h, w) / float(max_side))))
-    ds = d[::step, ::step]
-    ks = subsample_intrinsics(K, step)
-    pts = backproject_depth(ds, ks)
-    valid = np.isfinite(pts[..., 2])
-    nvalid = int(valid.sum())
-    if nvalid < max(3, min_valid_fraction * valid.size):
+    if plane is None:
+        plane = _fit_table_plane(pts, valid, plane_threshold, min_valid_fraction, min_plane_fraction, seed)
+    if plane is None:
         return _empty()
-    fit = fit_plane_ransac(pts[valid], threshold=plane_threshold, seed=seed)
-    if fit is None or fit[2] < min_plane_fraction * nvalid:
-        return _empty()
-    n, dd, _ = fit
+    n, dd = plane
     with np.errstate(invalid="ignore"):
         height = pts @ n.astype(np.float32) + np.float32(dd)
         obj = valid & (height > min_height) & (height <= max_height)
@@ -457,6 +495,7 @@ def propose(
     timings: Optional[Timings] = None,
     max_area_fraction: float = 0.9,
     ss_mode: str = "single",
+    plane: Optional[Tuple[np.ndarray, float]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Class-agnostic object proposals for one frame.
 
@@ -487,6 +526,8 @@ def propose(
             ``"proposals.merge"`` (clamp/filter/NMS).
         max_area_fraction: boxes with area > this fraction of the image are dropped.
         ss_mode: selective search mode, see :func:`selective_search`.
+        plane: the frame's support plane ``(n, d)`` from :func:`support_plane`, reused by the
+            ``depth`` method (None = it fits its own).
 
     Returns:
         ``(boxes, objectness)``: (N, 4) float32 ``[x1, y1, x2, y2]`` source
@@ -536,7 +577,7 @@ def propose(
         else:  # depth
             if depth is None or K is None or np.ndim(depth) != 2 or not depth_aligned(img.shape, np.shape(depth)):
                 continue
-            b, s = timed("proposals." + m, lambda: depth_proposals(depth, K, max_side=max_side))
+            b, s = timed("proposals." + m, lambda: depth_proposals(depth, K, max_side=max_side, plane=plane))
         all_boxes.append(b)
         all_scores.append(s)
 

@@ -5,7 +5,9 @@ the pixels of the box, grown by :data:`BOX_GROWTH` of its size on each side, who
 more than :data:`placement.OBJECT_MIN_HEIGHT` above the plane, cut along depth discontinuities
 (neighbouring depths more than :data:`EDGE_JUMP` apart, relative to the depth), and the
 8-connected component that covers most of the box's central half.  Without depth the mask is
-OpenCV's GrabCut (Rother, Kolmogorov & Blake, SIGGRAPH 2004) seeded with the box.
+OpenCV's GrabCut (Rother, Kolmogorov & Blake, SIGGRAPH 2004) seeded with the box, run on the
+box's crop downscaled to at most :data:`GRABCUT_MAX_SIDE` pixels (its cost follows that size,
+not the image's).
 
 The object's geometry from its mask points and the plane: the feet of the points on the plane
 give the footprint, whose minimum-area rectangle (``cv2.minAreaRect``, rotating calipers)
@@ -16,19 +18,26 @@ one side cover only part of its footprint (the far half of a ball, the back of a
 rectangle is found on the visible feet and the centre is the rectangle's centre.  Without a
 plane the visible-surface point is all there is (``position_is_centre`` false).
 
+:func:`locate_object` is the 3D step of :class:`pipeline.Detector` for one reported detection:
+mask, tight box, centre / extent / orientation, or the visible-surface fallback
+(:func:`geometry.box_position`) with a note.
+
 All points are in the camera optical frame (REP 103: x right, y down, z forward), metres.
+Back-projection goes through :mod:`clip_perception.camera`, so a :class:`camera.CameraModel`
+with lens distortion is undistorted per pixel.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 
 from .boxes import pixel_ranges
-from .camera import backproject_depth, valid_intrinsics
+from .camera import backproject_depth, crop_camera, valid_intrinsics
+from .geometry import box_position
 from .placement import OBJECT_MIN_HEIGHT, SupportPlane
 
 #: Each side of the box is grown by this fraction of its size before segmenting (a proposal
@@ -40,6 +49,15 @@ EDGE_JUMP = 0.03
 GRABCUT_GROWTH = 0.15
 #: GrabCut iterations without depth.
 GRABCUT_ITERATIONS = 3
+#: GrabCut runs on the crop downscaled so that its longest side is at most this [pixels].
+GRABCUT_MAX_SIDE = 128
+#: Fewest mask points with valid depth for a centre / extent estimate.
+MIN_POINTS = 10
+
+NOTE_NO_PLANE = ("no support plane in the depth image: positions are visible-surface points, "
+                 "not object centres (position_is_centre false)")
+NOTE_NOT_ABOVE = ("no depth points above the support plane in a detection's box: its position is the visible "
+                  "surface (position_is_centre false)")
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,84 @@ class ObjectGeometry:
     num_points: int
 
 
+@dataclass(frozen=True)
+class InstanceMask:
+    """The mask of one object, stored as its crop (full-size masks only on demand).
+
+    Attributes:
+        offset: ``(x, y)`` pixel of the crop's top-left corner in the image.
+        crop: (h, w) bool, True on the object.
+        image_size: ``(H, W)`` of the image the mask belongs to.
+        method: ``"depth"`` (support plane + depth edges) or ``"grabcut"`` (colour).
+        points: (M, 3) float32 optical-frame points [m] of the mask pixels with valid depth
+            (row-major order), or None without depth.
+        pixels: (M, 2) int32 ``(u, v)`` image pixels of ``points`` (for their colours), or None.
+    """
+
+    offset: Tuple[int, int]
+    crop: np.ndarray
+    image_size: Tuple[int, int]
+    method: str
+    points: Optional[np.ndarray] = None
+    pixels: Optional[np.ndarray] = None
+
+    @property
+    def area(self) -> int:
+        """Mask pixels."""
+        return int(np.count_nonzero(self.crop))
+
+    @property
+    def box(self) -> Optional[np.ndarray]:
+        """(4,) float32 tight ``[x1, y1, x2, y2]`` (exclusive x2/y2) in image pixels; None if empty."""
+        b = mask_box(self.crop)
+        return None if b is None else b + np.array([*self.offset, *self.offset], np.float32)
+
+    def full(self) -> np.ndarray:
+        """(H, W) bool full-size mask."""
+        out = np.zeros(self.image_size, bool)
+        x, y = self.offset
+        h, w = self.crop.shape
+        out[y:y + h, x:x + w] = self.crop
+        return out
+
+
+@dataclass(frozen=True)
+class ObjectEstimate:
+    """What :func:`locate_object` found for one detection.
+
+    Attributes:
+        mask: the object's :class:`InstanceMask`, or None (no usable mask: keep the box).
+        box: (4,) float32 tight box of the mask (image pixels), or None.
+        position: (3,) float64 metres, optical frame: the centre when ``is_centre``, else the
+            visible-surface point (:func:`geometry.box_position`); None without depth / K.
+        size: (3,) float64 metres: ``[length, width, height]`` of the oriented box when
+            ``is_centre``, else ``box_position``'s optical-axis extent; None when unknown.
+        orientation: (4,) float64 quaternion ``[x, y, z, w]`` of the object's axes in the
+            optical frame (x = long horizontal axis, z = plane normal), None when unknown.
+        is_centre: ``position`` is the object's centre (mask + support plane).
+        note: why the centre is not available ("" when it is, or without depth).
+    """
+
+    mask: Optional[InstanceMask]
+    box: Optional[np.ndarray]
+    position: Optional[np.ndarray] = None
+    size: Optional[np.ndarray] = None
+    orientation: Optional[np.ndarray] = None
+    is_centre: bool = False
+    note: str = ""
+
+
+def crop_points(depth: np.ndarray, K, xa: int, ya: int, xb: int, yb: int) -> np.ndarray:
+    """(yb - ya, xb - xa, 3) float32 points [m] of ``depth[ya:yb, xa:xb]``, NaN where invalid.
+
+    Args:
+        depth: (H, W) float metres (non-finite / <= 0 invalid).
+        K: (3, 3) intrinsics of the full image or a :class:`camera.CameraModel` (distortion
+            removed per pixel); the crop's camera is :func:`camera.crop_camera`.
+    """
+    return backproject_depth(np.asarray(depth)[ya:yb, xa:xb], crop_camera(K, xa, ya))
+
+
 def grown_box(box, width: int, height: int, growth: float = BOX_GROWTH) -> np.ndarray:
     """(4,) int64 ``[xa, ya, xb, yb]`` pixel ranges of ``box`` grown by ``growth`` of its size per side."""
     b = np.asarray(box, np.float64).reshape(4)
@@ -92,77 +188,117 @@ def _depth_edges(depth: np.ndarray) -> np.ndarray:
     return edges
 
 
-def depth_mask(depth: np.ndarray, K: np.ndarray, box, plane: SupportPlane) -> np.ndarray:
-    """(H, W) bool mask of the object in ``box`` from depth and the support plane (module doc).
-
-    Args:
-        depth: (H, W) float metres (NaN / <= 0 invalid); K: (3, 3); box: (4,) xyxy pixels.
-
-    Returns:
-        The mask (all False when no pixel of the box stands above the plane).
-    """
-    d = np.asarray(depth, np.float64)
+def _depth_crop(depth: np.ndarray, K, box, plane: SupportPlane) -> Optional[InstanceMask]:
+    """:func:`depth_mask` as an :class:`InstanceMask` with its points; None when empty."""
+    d = np.asarray(depth)
     h, w = d.shape
     xa, ya, xb, yb = (int(v) for v in grown_box(box, w, h))
-    mask = np.zeros((h, w), bool)
     if xb <= xa or yb <= ya:
-        return mask
-    k = np.asarray(K, np.float64).reshape(3, 3).copy()
-    k[0, 2] -= xa
-    k[1, 2] -= ya
-    crop = d[ya:yb, xa:xb]
-    pts = backproject_depth(crop, k).astype(np.float64)
-    heights = pts @ plane.normal + plane.offset
-    above = np.isfinite(heights) & (heights > OBJECT_MIN_HEIGHT) & ~_depth_edges(crop)
+        return None
+    pts = crop_points(d, K, xa, ya, xb, yb)
+    with np.errstate(invalid="ignore"):
+        heights = pts.astype(np.float64) @ plane.normal + plane.offset
+        above = np.isfinite(heights) & (heights > OBJECT_MIN_HEIGHT) & ~_depth_edges(d[ya:yb, xa:xb])
     count, labels = cv2.connectedComponents(above.astype(np.uint8), connectivity=8)
     if count <= 1:
-        return mask
+        return None
     bx = np.asarray(box, np.float64).reshape(4) - np.array([xa, ya, xa, ya])
     cx, cy, qw, qh = (bx[0] + bx[2]) / 2, (bx[1] + bx[3]) / 2, (bx[2] - bx[0]) / 4, (bx[3] - bx[1]) / 4
     core = labels[max(0, int(cy - qh)):max(1, int(np.ceil(cy + qh))), max(0, int(cx - qw)):max(1, int(np.ceil(cx + qw)))]
     votes = np.bincount(core.ravel(), minlength=count)
     votes[0] = 0
     if votes.max() == 0:
-        return mask
-    mask[ya:yb, xa:xb] = labels == int(np.argmax(votes))
-    return mask
+        return None
+    crop = labels == int(np.argmax(votes))
+    vs, us = np.nonzero(crop)  # every mask pixel stands above the plane: its depth is valid
+    return InstanceMask((xa, ya), crop, (h, w), "depth", points=pts[vs, us].astype(np.float32),
+                        pixels=np.stack([us + xa, vs + ya], axis=1).astype(np.int32))
+
+
+def depth_mask(depth: np.ndarray, K, box, plane: SupportPlane) -> np.ndarray:
+    """(H, W) bool mask of the object in ``box`` from depth and the support plane (module doc).
+
+    Args:
+        depth: (H, W) float metres (NaN / <= 0 invalid); K: (3, 3) or a
+            :class:`camera.CameraModel`; box: (4,) xyxy pixels.
+
+    Returns:
+        The mask (all False when no pixel of the box stands above the plane).
+    """
+    m = _depth_crop(depth, K, box, plane)
+    return np.zeros(np.shape(depth), bool) if m is None else m.full()
+
+
+def _grabcut_crop(rgb: np.ndarray, box, iterations: int = GRABCUT_ITERATIONS) -> Optional[InstanceMask]:
+    """:func:`grabcut_mask` as an :class:`InstanceMask` (no points); None when empty."""
+    h, w = rgb.shape[:2]
+    xa, ya, xb, yb = (int(v) for v in grown_box(box, w, h, GRABCUT_GROWTH))
+    bx = pixel_ranges(box, w, h)[0] - np.array([xa, ya, xa, ya])
+    if bx[2] - bx[0] < 2 or bx[3] - bx[1] < 2:
+        return None
+    crop = np.ascontiguousarray(rgb[ya:yb, xa:xb, ::-1])  # GrabCut's colour model is BGR-agnostic
+    ch, cw = crop.shape[:2]
+    scale = min(1.0, GRABCUT_MAX_SIDE / float(max(ch, cw)))
+    if scale < 1.0:
+        crop = cv2.resize(crop, (max(2, round(cw * scale)), max(2, round(ch * scale))), interpolation=cv2.INTER_AREA)
+    sh, sw = crop.shape[:2]
+    x1, y1 = int(np.floor(bx[0] * sw / cw)), int(np.floor(bx[1] * sh / ch))
+    x2, y2 = int(np.ceil(bx[2] * sw / cw)), int(np.ceil(bx[3] * sh / ch))
+    if x1 == 0 and y1 == 0 and x2 >= sw and y2 >= sh:  # GrabCut needs some background
+        x1, y1, x2, y2 = 1, 1, sw - 1, sh - 1
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return None
+    gc = np.zeros((sh, sw), np.uint8)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's RNG: the same mask for the same input
+    try:
+        cv2.grabCut(crop, gc, (x1, y1, x2 - x1, y2 - y1), bgd, fgd, int(iterations), cv2.GC_INIT_WITH_RECT)
+    except cv2.error:  # too few background / foreground samples for the colour models
+        return None
+    fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
+    if scale < 1.0:
+        fg = cv2.resize(fg, (cw, ch), interpolation=cv2.INTER_NEAREST)
+    if not fg.any():
+        return None
+    return InstanceMask((xa, ya), fg.astype(bool), (h, w), "grabcut")
 
 
 def grabcut_mask(rgb: np.ndarray, box, iterations: int = GRABCUT_ITERATIONS) -> np.ndarray:
     """(H, W) bool mask of the object in ``box`` by GrabCut on the colour image (no depth).
 
-    Runs on the grown box's crop (so its cost follows the box, not the image).
+    Runs on the grown box's crop, downscaled to at most :data:`GRABCUT_MAX_SIDE` pixels (so its
+    cost follows that size, not the image), with OpenCV's RNG seeded (deterministic).
 
     Args:
         rgb: (H, W, 3) uint8 RGB; box: (4,) xyxy pixels.
     """
-    h, w = rgb.shape[:2]
-    xa, ya, xb, yb = (int(v) for v in grown_box(box, w, h, GRABCUT_GROWTH))
-    mask = np.zeros((h, w), bool)
-    bx = pixel_ranges(box, w, h)[0] - np.array([xa, ya, xa, ya])
-    rect = (int(bx[0]), int(bx[1]), int(bx[2] - bx[0]), int(bx[3] - bx[1]))
-    if rect[2] < 2 or rect[3] < 2:
-        return mask
-    crop = np.ascontiguousarray(rgb[ya:yb, xa:xb, ::-1])  # GrabCut's colour model is BGR-agnostic
-    gc = np.zeros(crop.shape[:2], np.uint8)
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.grabCut(crop, gc, rect, bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
-    mask[ya:yb, xa:xb] = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
-    return mask
+    m = _grabcut_crop(rgb, box, iterations)
+    return np.zeros(rgb.shape[:2], bool) if m is None else m.full()
 
 
 def mask_box(mask: np.ndarray) -> Optional[np.ndarray]:
     """(4,) float32 tight ``[x1, y1, x2, y2]`` (exclusive x2/y2) of a bool mask, None if empty."""
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
+    rows, cols = np.flatnonzero(np.any(mask, axis=1)), np.flatnonzero(np.any(mask, axis=0))
+    if cols.size == 0:
         return None
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)
 
 
-def mask_points(depth: np.ndarray, K: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(M, 3) float64 optical-frame points [m] of the valid depth pixels under ``mask``."""
+def mask_points(depth: np.ndarray, K, mask: np.ndarray) -> np.ndarray:
+    """(M, 3) float64 optical-frame points [m] of the valid depth pixels under ``mask``
+    (K: (3, 3) or a :class:`camera.CameraModel`)."""
     pts = backproject_depth(np.where(mask, depth, np.nan), K).reshape(-1, 3).astype(np.float64)
     return pts[np.isfinite(pts).all(axis=1)]
+
+
+def _with_points(mask: InstanceMask, depth: np.ndarray, K) -> InstanceMask:
+    """``mask`` with the points / pixels of its valid depth pixels (for a GrabCut mask)."""
+    x, y = mask.offset
+    h, w = mask.crop.shape
+    pts = crop_points(depth, K, x, y, x + w, y + h)
+    vs, us = np.nonzero(mask.crop & np.isfinite(pts[..., 2]))
+    return InstanceMask(mask.offset, mask.crop, mask.image_size, mask.method, points=pts[vs, us].astype(np.float32),
+                        pixels=np.stack([us + x, vs + y], axis=1).astype(np.int32))
 
 
 def object_geometry(points: np.ndarray, plane: Optional[SupportPlane]) -> Optional[ObjectGeometry]:
@@ -222,12 +358,70 @@ def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q)
 
 
-def segment(rgb: np.ndarray, box, depth: Optional[np.ndarray] = None, K: Optional[np.ndarray] = None,
+def quaternion_to_rotation(q) -> np.ndarray:
+    """(3, 3) float64 rotation of a quaternion ``[x, y, z, w]`` (normalised first; the
+    standard formula, e.g. Shoemake, SIGGRAPH 1985)."""
+    x, y, z, w = np.asarray(q, np.float64).reshape(4) / np.linalg.norm(q)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def _usable(depth, K, plane) -> bool:
+    return depth is not None and plane is not None and K is not None and valid_intrinsics(K)
+
+
+def segment(rgb: np.ndarray, box, depth: Optional[np.ndarray] = None, K=None,
             plane: Optional[SupportPlane] = None) -> np.ndarray:
     """The object's mask: :func:`depth_mask` when depth, a valid K and a plane are given and it
     finds the object, else :func:`grabcut_mask`.  (H, W) bool."""
-    if depth is not None and plane is not None and K is not None and valid_intrinsics(K):
+    if _usable(depth, K, plane):
         mask = depth_mask(depth, K, box, plane)
         if mask.any():
             return mask
     return grabcut_mask(rgb, box)
+
+
+def locate_object(rgb: np.ndarray, box, depth: Optional[np.ndarray] = None, K=None,
+                  plane: Optional[SupportPlane] = None) -> ObjectEstimate:
+    """Mask, tight box and 3D of the object in ``box`` (the 3D step of one detection).
+
+    1. With depth, a valid K and a support plane: the depth mask (:func:`depth_mask`); the
+       object's centre, oriented extent and orientation from its points and the plane
+       (:func:`object_geometry`, at least :data:`MIN_POINTS` points), ``is_centre`` True.
+    2. Otherwise (or when no point of the box stands above the plane): GrabCut on the colour
+       crop (:func:`grabcut_mask`), and with depth + K the visible-surface point and extent of
+       :func:`geometry.box_position` on the mask's tight box (the box when there is no
+       mask), no orientation, ``is_centre`` False, with a note (:data:`NOTE_NO_PLANE`,
+       :data:`NOTE_NOT_ABOVE`).
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB; box: (4,) xyxy pixels (the ranked proposal).
+        depth: (H, W) float32 metres aligned to ``rgb``, or None.
+        K: (3, 3) intrinsics or a :class:`camera.CameraModel`, or None.
+        plane: the frame's support plane, or None.
+
+    Returns:
+        :class:`ObjectEstimate` (``mask`` None when neither method finds the object: keep the box).
+    """
+    has_3d = depth is not None and K is not None and valid_intrinsics(K)
+    note = ""
+    if has_3d and plane is not None:
+        mask = _depth_crop(depth, K, box, plane)
+        if mask is not None and len(mask.points) >= MIN_POINTS:
+            geo = object_geometry(mask.points, plane)
+            return ObjectEstimate(mask, mask.box, geo.centre, geo.extent, rotation_to_quaternion(geo.rotation),
+                                  True)
+        note = NOTE_NOT_ABOVE
+    elif has_3d:
+        note = NOTE_NO_PLANE
+    mask = _grabcut_crop(rgb, box)
+    tight = None if mask is None else mask.box
+    if not has_3d:
+        return ObjectEstimate(mask, tight)
+    if mask is not None:
+        mask = _with_points(mask, depth, K)
+    geo = box_position(depth, tight if tight is not None else box, K)
+    if geo is None:
+        return ObjectEstimate(mask, tight, note=note)
+    return ObjectEstimate(mask, tight, geo.position, geo.size, None, False, note)

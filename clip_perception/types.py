@@ -14,7 +14,7 @@ Images: colour frames are (H, W, 3) uint8 RGB arrays; :func:`check_rgb` is the o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -59,6 +59,18 @@ class Detection:
         clip_score: normalised CLIP score in [0, 1] before fusion.
         color_score: colour-prior score in [0, 1] (``None`` when the phrase
             names no colour).
+        track_id: identity of the tracked object across frames (uint32, > 0; ``0`` = not
+            tracked; set by :class:`tracking.Tracker`).
+        embedding: (D,) float32 unit-norm image embedding the ranking scored this box with
+            (``embed.py``; crop or dense feature), or ``None``; the tracker compares it across frames.
+        proposal_box: (4,) float32 box of the ranked region proposal (``box`` is the tight box of
+            the instance mask when one was computed); ``None`` = the same as ``box``.
+        orientation: (4,) float64 quaternion ``[x, y, z, w]`` of the object's axes in the optical
+            frame (x = long horizontal axis, z = support-plane normal), or ``None`` when unknown.
+        position_is_centre: ``position`` is the object's centre (mask + support plane), not a
+            visible-surface point; ``size`` is then ``[length, width, height]`` metres along
+            the axes of ``orientation``.
+        mask: the instance mask (:class:`segment.InstanceMask`: crop, offset, points), or ``None``.
     """
 
     label: str
@@ -69,11 +81,22 @@ class Detection:
     size: Optional[np.ndarray] = None
     clip_score: float = 0.0
     color_score: Optional[float] = None
+    track_id: int = 0
+    embedding: Optional[np.ndarray] = field(default=None, repr=False)
+    proposal_box: Optional[np.ndarray] = None
+    orientation: Optional[np.ndarray] = None
+    position_is_centre: bool = False
+    mask: Optional[Any] = field(default=None, repr=False)
 
     @property
     def roi(self) -> tuple[int, int, int, int]:
         """``(x_offset, y_offset, width, height)`` in whole pixels (RegionOfInterest; ``boxes.box_to_roi``)."""
         return box_to_roi(self.box)
+
+    @property
+    def proposal_roi(self) -> tuple[int, int, int, int]:
+        """:attr:`roi` of :attr:`proposal_box` (of ``box`` when there is none)."""
+        return box_to_roi(self.box if self.proposal_box is None else self.proposal_box)
 
     @property
     def has_position(self) -> bool:
@@ -89,6 +112,10 @@ class Detection:
             "roi": {"x_offset": x, "y_offset": y, "width": w, "height": h},
             "position": None if self.position is None else [float(v) for v in self.position],
             "size": None if self.size is None else [float(v) for v in self.size],
+            "proposal_roi": dict(zip(("x_offset", "y_offset", "width", "height"), self.proposal_roi)),
+            "position_is_centre": bool(self.position_is_centre),
+            "orientation": None if self.orientation is None else [float(v) for v in self.orientation],
+            "mask_area": None if self.mask is None else int(self.mask.area),
         }
 
 

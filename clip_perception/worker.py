@@ -10,7 +10,7 @@ and rebuilds the encoder when a model parameter changes (:meth:`FrameWorker.relo
 The ROS adapter (``node.py``) gives it, as :class:`Hooks`: the publish and status
 callbacks, a logger and throttled warnings (:class:`runtime.WarningLog`).  Messages are
 opaque to the worker except for the fields that :mod:`clip_perception.decode`,
-:mod:`clip_perception.compressed` and :func:`camera.camera_info_K_for_image` read duck-typed
+:mod:`clip_perception.compressed` and :func:`camera.camera_info_to_model` read duck-typed
 and ``header.frame_id``.
 
 Stopping (:meth:`FrameWorker.stop`): the frame in progress finishes (a torch forward
@@ -29,10 +29,12 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .camera import camera_info_K_for_image
+from .camera import CameraModel, camera_info_to_model
+from .dialogue import TargetRef, prefer_current
 from .decode import ImageDecodeError, decode_compressed, decode_compressed_depth, decode_depth, decode_image
 from .pipeline import Detector
 from .runtime import CameraInputs, CommandSnapshot, CommandState, WarningLog, Waiter
+from .tracking import Tracker, TrackerConfig
 
 __all__ = ["FrameWorker", "Hooks", "Outcome", "Answer", "release_cuda_cache", "PAIR_WAIT_S", "JOIN_TIMEOUT_S",
            "RELOAD_TIMEOUT_S"]
@@ -90,7 +92,7 @@ class Outcome:
     result: Any
     rgb: np.ndarray
     depth: Optional[np.ndarray]
-    K: Optional[np.ndarray]
+    K: Optional[CameraModel]
 
 
 @dataclass
@@ -155,6 +157,7 @@ class FrameWorker:
         self._waiters: list = []
         self._reloads: list = []
         self._thread: Optional[threading.Thread] = None
+        self.trackers: dict = {}  # camera name -> tracking.Tracker (identity across frames)
 
     @property
     def config(self):
@@ -252,6 +255,7 @@ class FrameWorker:
         if self.running:
             return
         self.cameras = list(cameras)
+        self.trackers = {}
         self._stop.clear()
         self._publishing = True
         self._thread = threading.Thread(target=self._loop, name="clip_perception_worker", daemon=True)
@@ -334,8 +338,9 @@ class FrameWorker:
         """Decode one colour message and pair depth / camera_info with it.
 
         Returns:
-            ``(rgb (H, W, 3) uint8, depth (H, W) float32 metres or None, K (3, 3) or None)``,
-            or ``None`` when the image cannot be decoded (warned).
+            ``(rgb (H, W, 3) uint8, depth (H, W) float32 metres or None, camera or None)`` with
+            the camera a :class:`camera.CameraModel` (K, ``d``, ``distortion_model`` of the paired
+            CameraInfo), or ``None`` when the image cannot be decoded (warned).
         """
         warn = self.hooks.warnings.warn
         topic = cam.image_topic
@@ -369,9 +374,9 @@ class FrameWorker:
         except ImageDecodeError as exc:
             warn(f"decode_depth:{topic}", f"cannot decode depth for {topic}: {exc}")
             return rgb, None, None
-        K, why = camera_info_K_for_image(info_pair[0], rgb.shape[1], rgb.shape[0])
-        if K is None:  # invalid K, or a CameraInfo for another resolution: never 3D from a wrong K
-            kind = "bad_k" if "valid K" in why else "k_size"
+        K, why = camera_info_to_model(info_pair[0], rgb.shape)  # K + lens distortion (camera.py)
+        if K is None:  # invalid K / D, or a CameraInfo for another resolution: never 3D from a wrong K
+            kind = "bad_k" if "valid K" in why or "distortion" in why else "k_size"
             warn(f"{kind}:{topic}", f"camera_info for {topic} {why}: 2D detections only")
             return rgb, None, None
         return rgb, depth, K
@@ -399,7 +404,14 @@ class FrameWorker:
             if prepared is not None:
                 ready.append((cam, msg, stamp_ns, prepared))
         # all cameras that are ready are ranked with one batched encoder call
-        results = detector.detect_many([(rgb, command, depth, K) for _, _, _, (rgb, depth, K) in ready])
+        exclude = self.commands.exclusion_mask if snap.excluded else None  # "no, the other one"
+        results = detector.detect_many([(rgb, command, depth, K) for _, _, _, (rgb, depth, K) in ready],
+                                       exclude=exclude)
+        if snap.command is not None and snap.command.refers_to_current and snap.current is not None:
+            for result in results:  # "put it in the box": the object reported so far stays the pick
+                result.detections = prefer_current(result.detections, snap.current)
+        for (cam, _, _, _), result in zip(ready, results):  # identity, lock, hysteresis (tracking.py)
+            self.tracker(cam.name, cfg).update(result, snap.generation)
         outcomes = []
         for (cam, msg, stamp_ns, (rgb, depth, K)), result in zip(ready, results):
             if not self._publishing:
@@ -415,12 +427,24 @@ class FrameWorker:
             return
         best = self.best(outcomes)
         if snap.command is not None:
-            changed = self.commands.observe(snap.generation, best.result.found, self.summary(best))
+            target = None
+            if best.result.found:
+                pick = best.result.best
+                target = TargetRef.of(pick.box, pick.position, pick.label)
+            changed = self.commands.observe(snap.generation, best.result.found, self.summary(best), target)
             if changed:
                 self.hooks.status(changed)
         for waiter in waiters:
             waiter.answer = self._answer(waiter, snap, outcomes, best, detector)
             waiter.done.set()
+
+    def tracker(self, name: str, cfg) -> Tracker:
+        """Camera ``name``'s :class:`tracking.Tracker`, set to the tracking parameters of ``cfg``."""
+        tracker = self.trackers.get(name)
+        if tracker is None:
+            tracker = self.trackers[name] = Tracker()
+        tracker.configure(TrackerConfig.of(cfg))
+        return tracker
 
     @staticmethod
     def best(outcomes: list) -> Outcome:

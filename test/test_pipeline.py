@@ -193,5 +193,9 @@ def test_clip_encoder_on_mujoco_render(sim_frame, clip_encoder, mode):
     assert any(d.position is not None and d.position[2] > 0 for d in res.detections)
     ranked = rank_boxes(fr.rgb, res.proposals, res.objectness, "pick up the red ball", clip_encoder,
                         cfg.ranking, depth=fr.depth)
-    assert [d.box.tolist() for d in ranked.detections] == [d.box.tolist() for d in res.detections]
+    # the ranked box is kept as proposal_box; box is the instance mask's tight box (segment.py)
+    assert [d.box.tolist() for d in ranked.detections] == [d.proposal_box.tolist() for d in res.detections]
     assert [d.score for d in ranked.detections] == [d.score for d in res.detections]
+    for d in res.detections:
+        if d.mask is not None:
+            assert d.box.tolist() == d.mask.box.tolist()

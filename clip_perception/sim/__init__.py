@@ -21,6 +21,7 @@ _OBJECT_NAMES = (
     "GroundTruthObject",
     "Frame",
     "default_object_specs",
+    "look_alike_specs",
 )
 #: Every public name of ``scene`` (which re-exports the object names).
 _SCENE_NAMES = _OBJECT_NAMES + (

@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 __all__ = ["COLORS", "SHAPES", "DEFAULT_FRAME_ID", "ObjectSpec", "GroundTruthObject", "Frame",
-           "default_object_specs", "default_size"]
+           "default_object_specs", "default_size", "look_alike_specs"]
 
 DEFAULT_FRAME_ID = "sim_camera_color_optical_frame"
 
@@ -211,6 +211,8 @@ class Frame:
         T_world_optical: (4, 4) float64 pose of the optical frame in the world.
         segmentation: (H, W) int32 object index per pixel (-1 = table, floor or
             background).
+        depth_true: (H, W) float32 metres, the noise-free depth when a depth noise
+            model made ``depth`` (``None`` otherwise: ``depth`` is noise-free).
     """
 
     rgb: np.ndarray
@@ -221,6 +223,7 @@ class Frame:
     hidden: list = field(default_factory=list)
     T_world_optical: Optional[np.ndarray] = None
     segmentation: Optional[np.ndarray] = None
+    depth_true: Optional[np.ndarray] = None
 
     @property
     def width(self) -> int:
@@ -280,3 +283,26 @@ def default_object_specs(seed: int, num_objects: int = 6) -> list:
         yaw = float(rng.uniform(-math.pi, math.pi)) if SHAPES[shape] == "box" else 0.0
         specs.append(ObjectSpec(shape=shape, color=color, size=size, yaw=yaw))
     return specs
+
+
+def look_alike_specs(seed: int, shape: str = "ball", color: str = "red", count: int = 2,
+                     num_distractors: int = 2) -> list:
+    """``count`` identical objects that all match one command ("two red balls") plus distractors.
+
+    The look-alikes share shape, colour and size (seeded); the distractors are distinct
+    (colour, shape) pairs that differ from ``(color, shape)``, seeded.  No positions: the
+    scene places them (:func:`clip_perception.sim.scene.make_scene` with ``objects=``).
+
+    Raises:
+        ValueError: unknown shape / colour, ``count < 1`` or too many distractors.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    rng = np.random.default_rng(seed)
+    size = default_size(shape, rng)
+    twins = [ObjectSpec(shape=shape, color=color, size=size) for _ in range(count)]
+    pairs = [(s, c) for s in sorted(SHAPES) for c in COLORS if (s, c) != (shape, color)]
+    if not 0 <= num_distractors <= len(pairs):
+        raise ValueError(f"num_distractors must be in [0, {len(pairs)}], got {num_distractors}")
+    others = [pairs[i] for i in rng.choice(len(pairs), size=num_distractors, replace=False)]
+    return twins + [ObjectSpec(shape=s, color=c, size=default_size(s, rng)) for s, c in others]

@@ -68,7 +68,10 @@ from .objects import (  # noqa: E402,F401  (re-exported: the scene's public name
     ObjectSpec,
     default_object_specs,
     default_size,
+    look_alike_specs,
 )
+from .depth_noise import StructuredLightNoise  # noqa: E402
+from .trajectory import camera_position, look_at_axes, look_at_pose  # noqa: E402
 
 __all__ = list(_SCENE_NAMES)
 
@@ -122,17 +125,6 @@ def project_points(points_optical: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 
 
-def _look_at_xyaxes(cam_pos: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """MuJoCo camera x (right) and y (up) axes in the world for a camera at
-    ``cam_pos`` looking at ``target`` with the world z axis up."""
-    f = target - cam_pos
-    f = f / np.linalg.norm(f)
-    r = np.cross(f, np.array([0.0, 0.0, 1.0]))
-    r = r / np.linalg.norm(r)
-    u = np.cross(r, f)
-    return r, u
-
-
 def _fmt(v: Iterable[float]) -> str:
     return " ".join(f"{float(x):.6g}" for x in v)
 
@@ -154,6 +146,13 @@ class SimScene:
             through the look-at point (degrees; 0 = camera at -x).
         frame_id: optical frame name put into :class:`Frame`.
         seed: seed recorded for reference.
+        depth_noise: a sensor noise model applied to every rendered depth image
+            (:class:`depth_noise.StructuredLightNoise`), or ``None`` for perfect depth.
+        noise_seed: seed of the noise generator (one stream over the scene's renders).
+
+    The camera starts at the look-at pose given by distance, pitch and yaw; move it with
+    :meth:`set_camera` or ``render(camera_pose=...)`` (poses from
+    :mod:`clip_perception.sim.trajectory`).
     """
 
     def __init__(
@@ -167,8 +166,12 @@ class SimScene:
         camera_yaw_deg: float = 0.0,
         frame_id: str = DEFAULT_FRAME_ID,
         seed: Optional[int] = None,
+        depth_noise: Optional[StructuredLightNoise] = None,
+        noise_seed: int = 0,
     ) -> None:
         self.specs = list(specs)
+        self.depth_noise = depth_noise
+        self._noise_rng = np.random.default_rng(noise_seed)
         for s in self.specs:
             if s.xy is None or s.size is None:
                 raise ValueError("SimScene needs placed specs (xy and size set); use make_scene()")
@@ -182,7 +185,7 @@ class SimScene:
         self.camera_pitch_deg = float(camera_pitch_deg)
         self.camera_yaw_deg = float(camera_yaw_deg)
         self.target = np.array([0.0, 0.0, TABLE_HEIGHT])
-        self.cam_pos = _camera_position(self.target, camera_distance, camera_pitch_deg, camera_yaw_deg)
+        self.cam_pos = camera_position(self.target, camera_distance, camera_pitch_deg, camera_yaw_deg)
         self.model = mujoco.MjModel.from_xml_string(self._mjcf())
         self.data = mujoco.MjData(self.model)
         mujoco.mj_forward(self.model, self.data)
@@ -198,7 +201,7 @@ class SimScene:
 
     # ------------------------------------------------------------------ MJCF
     def _mjcf(self) -> str:
-        r, u = _look_at_xyaxes(self.cam_pos, self.target)
+        r, u = look_at_axes(self.cam_pos, self.target)
         tx, ty = TABLE_CENTER_XY
         hx, hy = TABLE_HALF
         top = TABLE_HEIGHT
@@ -257,6 +260,27 @@ class SimScene:
         T[:3, 3] = self.data.cam_xpos[self._cam_id]
         return T
 
+    def set_camera(self, T_world_optical: np.ndarray) -> None:
+        """Move the camera to the pose ``T_world_optical`` ((4, 4) float64: optical frame in the
+        world, REP 103 axes; e.g. :func:`trajectory.look_at_pose`) for the next renders.
+
+        MuJoCo's camera frame is the optical frame with y and z flipped (module docstring):
+        ``R_world_mujoco = R_world_optical @ diag(1, -1, -1)``.
+
+        Raises:
+            ValueError: not a (4, 4) rigid transform (rotation not orthonormal).
+        """
+        T = np.asarray(T_world_optical, dtype=np.float64)
+        if T.shape != (4, 4) or not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-6) \
+                or np.linalg.det(T[:3, :3]) <= 0:
+            raise ValueError("camera pose must be a (4, 4) rigid transform")
+        quat = np.zeros(4)
+        mujoco.mju_mat2Quat(quat, (T[:3, :3] @ np.diag([1.0, -1.0, -1.0])).ravel())
+        self.model.cam_pos[self._cam_id] = T[:3, 3]
+        self.model.cam_quat[self._cam_id] = quat
+        self.cam_pos = T[:3, 3].copy()
+        mujoco.mj_forward(self.model, self.data)
+
     def world_to_optical(self, points_world: np.ndarray) -> np.ndarray:
         """(N, 3) world points (metres) -> (N, 3) optical-frame points (metres)."""
         T = self.T_world_optical
@@ -264,8 +288,15 @@ class SimScene:
         return (p - T[:3, 3]) @ T[:3, :3]
 
     # ----------------------------------------------------------------- render
-    def render(self) -> Frame:
+    def render(self, camera_pose: Optional[np.ndarray] = None) -> Frame:
         """Render colour, depth and segmentation and build the ground truth.
+
+        Args:
+            camera_pose: optional (4, 4) ``T_world_optical`` to move the camera to first
+                (:meth:`set_camera`); it stays there for later renders.
+
+        With :attr:`depth_noise` set, ``Frame.depth`` is the noisy depth and
+        ``Frame.depth_true`` the rendered one.
 
         Returns:
             :class:`Frame` (arrays are fresh copies owned by the caller).
@@ -275,6 +306,8 @@ class SimScene:
         """
         if self._renderer is None:
             raise RuntimeError("SimScene is closed")
+        if camera_pose is not None:
+            self.set_camera(camera_pose)
         r = self._renderer
         r.update_scene(self.data, camera=self._cam_id)
         rgb = np.array(r.render(), dtype=np.uint8, copy=True)
@@ -321,9 +354,11 @@ class SimScene:
                 index=i,
             )
             (visible if n else hidden).append(gt)
+        noisy = depth if self.depth_noise is None else self.depth_noise.apply(depth, self._noise_rng)
         self._frame = Frame(
             rgb=rgb,
-            depth=depth,
+            depth=noisy,
+            depth_true=None if self.depth_noise is None else depth,
             K=self.K.copy(),
             objects=visible,
             frame_id=self.frame_id,
@@ -350,12 +385,6 @@ class SimScene:
             self.close()
         except Exception:
             pass
-
-
-def _camera_position(target: np.ndarray, distance: float, pitch_deg: float, yaw_deg: float) -> np.ndarray:
-    pitch, yaw = math.radians(pitch_deg), math.radians(yaw_deg)
-    back = np.array([-math.cos(pitch) * math.cos(yaw), -math.cos(pitch) * math.sin(yaw), math.sin(pitch)])
-    return target + distance * back
 
 
 def _in_view(spec: ObjectSpec, xy: tuple[float, float], K: np.ndarray, T_wo: np.ndarray, width: int, height: int) -> bool:
@@ -415,6 +444,8 @@ def make_scene(
     camera_pitch_deg: float = 50.0,
     camera_yaw_deg: float = 0.0,
     frame_id: str = DEFAULT_FRAME_ID,
+    depth_noise: Optional[StructuredLightNoise] = None,
+    noise_seed: int = 0,
 ) -> SimScene:
     """Build a seeded table-top scene.
 
@@ -432,6 +463,9 @@ def make_scene(
         camera_pitch_deg: camera pitch below the horizontal (degrees).
         camera_yaw_deg: viewpoint azimuth about the table centre (degrees).
         frame_id: header frame id recorded in frames.
+        depth_noise: optional sensor noise model for every depth render
+            (:class:`depth_noise.StructuredLightNoise`); ``None`` = perfect depth.
+        noise_seed: seed of the depth noise.
 
     Returns:
         :class:`SimScene` (close it when done).
@@ -452,11 +486,7 @@ def make_scene(
         ]
     K = intrinsics_from_fovy(fovy, width, height)
     target = np.array([0.0, 0.0, TABLE_HEIGHT])
-    cam_pos = _camera_position(target, camera_distance, camera_pitch_deg, camera_yaw_deg)
-    r, u = _look_at_xyaxes(cam_pos, target)
-    T_wo = np.eye(4)
-    T_wo[:3, :3] = np.stack([r, -u, np.cross(r, u) * -1.0], axis=1)
-    T_wo[:3, 3] = cam_pos
+    T_wo = look_at_pose(camera_position(target, camera_distance, camera_pitch_deg, camera_yaw_deg), target)
     specs = _place(specs, rng, K, T_wo, width, height)
     return SimScene(
         specs,
@@ -468,4 +498,6 @@ def make_scene(
         camera_yaw_deg=camera_yaw_deg,
         frame_id=frame_id,
         seed=seed,
+        depth_noise=depth_noise,
+        noise_seed=noise_seed,
     )
