@@ -125,13 +125,20 @@ def _detect(args: argparse.Namespace) -> int:
         "mode": result.mode,
         "random_weights": config.pretrained.lower() == "none",
         "detections": [d.to_dict() for d in result.detections],
+        "intent": result.intent,
+        "destination": parsed.destination.target if parsed and parsed.destination else "",
+        "destination_relation": (parsed.destination_relation or "") if parsed else "",
+        "destination_detections": [d.to_dict() for d in result.destination_detections],
+        "place_position": None if result.place is None or result.place.position is None
+        else [float(v) for v in result.place.position],
+        "summary": result.summary(),
         "timings_ms": {k: round(v, 2) for k, v in result.timings.stages_ms.items()},
     }
     if args.json:
         print(json.dumps(payload, indent=2))
     else:
         if parsed is None:
-            print(f"no command: {result.parse.reason}")
+            print("stop: nothing to look for" if result.intent == "stop" else f"no command: {result.parse.reason}")
         else:
             print(f"command: {parsed.summary()}")
             if config.pretrained.lower() == "none":
@@ -144,6 +151,8 @@ def _detect(args: argparse.Namespace) -> int:
                 pos = "no 3D" if det.position is None else "xyz=({:.3f}, {:.3f}, {:.3f}) m".format(*det.position)
                 print(f"{i}. {det.label}  confidence={det.confidence:.3f} score={det.score:.3f}  "
                       f"roi=(x={x}, y={y}, w={w}, h={h})  {pos}")
+            if parsed.destination is not None:
+                print(result.summary())
     if args.annotate:
         title = args.command if parsed is None else parsed.target
         save_rgb(args.annotate, draw_result(rgb, result.detections, result.proposals, title=title))

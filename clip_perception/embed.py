@@ -10,8 +10,16 @@ command the text embeddings of its phrases (target, reference, negative prompts)
   (``mode="dense"``);
 * ``cascade``: ``dense`` for every box, a pre-rank with the ranking's own scoring
   (``ranking.score_boxes``: CLIP + colour prior, for the target and the reference), then the
-  ``cascade_top_k`` best of each (their union) are re-encoded as crops and replace their
-  dense rows.  With N <= ``cascade_top_k`` every box is simply cropped.
+  contenders of each phrase (their union) are re-encoded as crops and replace their dense
+  rows.  With N <= ``cascade_top_k`` every box is simply cropped.  The contenders
+  (:func:`cascade_contenders`, margin ``m = cascade_margin``): the usable boxes whose fused
+  pre-rank score lies within ``m`` of the best one, at most ``cascade_top_k``.  None at all
+  when the dense ranking is *decisive*: every contender is the leader or a near-duplicate of
+  it (IoU > ``ranking.DUPLICATE_IOU``), so no other object can win within the margin, and the
+  leader's score is at least ``m`` away from ``score_threshold``, so the found / not-found
+  decision cannot flip within it either.  ``m >= 1`` is the fixed cascade: always the
+  ``cascade_top_k`` best, decisive or not.  (Only the leader's margin is checked: a spatial
+  qualifier chooses among the objects within the margin, which are all cropped.)
 
 Several frames (cameras): the first pass of all frames that share a mode goes through one
 ``encoder.encode_boxes_multi`` call (one batched forward); encoders without it (the test
@@ -29,11 +37,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .boxes import box_iou
 from .params import RankingConfig
-from .ranking import BoxSet, Query, TextEmbeddings, score_boxes
+from .ranking import DUPLICATE_IOU, BoxSet, Query, TextEmbeddings, score_boxes
 from .types import Timings
 
-__all__ = ["MODES", "resolve_mode", "embed_texts", "embed_boxes", "embed_frame"]
+__all__ = ["MODES", "resolve_mode", "embed_texts", "embed_boxes", "embed_frame", "cascade_contenders"]
 
 #: Embedding modes after :func:`resolve_mode` (``auto`` is resolved to one of them).
 MODES = ("crop", "dense", "cascade")
@@ -113,18 +122,47 @@ def _first_pass(encoder, rgbs: Sequence[np.ndarray], box_sets: Sequence[BoxSet],
     return out
 
 
+def cascade_contenders(fused: np.ndarray, box_set: BoxSet, config: RankingConfig) -> np.ndarray:
+    """Boxes the cascade re-ranks with crops for one phrase (module docstring): pure, no encoder.
+
+    Args:
+        fused: (N,) float32 fused dense pre-rank scores of the phrase (``ranking.score_boxes``).
+        box_set: the frame's :class:`ranking.BoxSet` (boxes, ``usable``).
+        config: :class:`params.RankingConfig` (``cascade_top_k``, ``cascade_margin``,
+            ``score_threshold``).
+
+    Returns:
+        (K,) int64 box indices, best first, ``K <= cascade_top_k``; empty when the dense
+        ranking is decisive (or no box is usable).
+    """
+    k, m = int(config.cascade_top_k), float(config.cascade_margin)
+    if m >= 1.0:  # the fixed cascade: the k best, as ranked
+        return np.argsort(-fused, kind="stable")[:k].astype(np.int64)
+    scores = np.where(box_set.usable, fused, -np.inf)
+    order = np.argsort(-scores, kind="stable")[:k]
+    order = order[np.isfinite(scores[order])]
+    if order.size == 0:
+        return order.astype(np.int64)
+    top = float(scores[order[0]])
+    near = order[scores[order] >= top - m]
+    others = box_iou(box_set.boxes[near], box_set.boxes[order[:1]])[:, 0] <= DUPLICATE_IOU
+    if not others.any() and abs(top - float(config.score_threshold)) >= m:
+        return near[:0].astype(np.int64)
+    return near.astype(np.int64)
+
+
 def _cascade_rerank(encoder, rgb: np.ndarray, box_set: BoxSet, dense: np.ndarray, texts: TextEmbeddings,
                     config: RankingConfig, timings: Optional[Timings]) -> np.ndarray:
-    """Replace the dense rows of the pre-rank's best ``cascade_top_k`` (target and reference) by crops."""
+    """Replace the dense rows of the contenders (target and reference) by crop embeddings."""
     t0 = time.perf_counter()
-    k = config.cascade_top_k
     pre = score_boxes(dense, texts, box_set, config.color_prior_weight)
-    sel = set(np.argsort(-pre.fused, kind="stable")[:k].tolist())
+    sel = set(cascade_contenders(pre.fused, box_set, config).tolist())
     if pre.reference_fused is not None:
-        sel |= set(np.argsort(-pre.reference_fused, kind="stable")[:k].tolist())
+        sel |= set(cascade_contenders(pre.reference_fused, box_set, config).tolist())
     idx = np.array(sorted(sel), dtype=np.int64)
     emb = dense.copy()
-    emb[idx] = np.asarray(encoder.encode_boxes(rgb, box_set.boxes[idx], mode="crop"), dtype=np.float32)
+    if idx.size:
+        emb[idx] = np.asarray(encoder.encode_boxes(rgb, box_set.boxes[idx], mode="crop"), dtype=np.float32)
     if timings is not None:
         timings.add("encode_boxes", (time.perf_counter() - t0) * 1e3)
     return emb
@@ -142,7 +180,8 @@ def embed_boxes(encoder, rgbs: Sequence[np.ndarray], box_sets: Sequence[BoxSet],
         texts: F text embeddings of each frame's query (the cascade's pre-rank scores with
             them; frames of one command share one object), ``None`` for a frame without boxes.
         mode: ``crop``, ``dense`` or ``cascade`` (already resolved, :func:`resolve_mode`).
-        config: :class:`params.RankingConfig` (``cascade_top_k``, ``color_prior_weight``).
+        config: :class:`params.RankingConfig` (``cascade_top_k``, ``cascade_margin``, ``score_threshold``,
+            ``color_prior_weight``).
         timings: optional F :class:`types.Timings` (or ``None`` entries), each receiving
             ``encode_boxes`` milliseconds (a batched call counts fully for every frame in it).
 

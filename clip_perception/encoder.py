@@ -35,6 +35,7 @@ from .crops import CROP_BACKENDS, CropMaker, CropSpec
 from .dense import dense_geometry, patch_features, pool_boxes, require_vit
 from .device import PRECISION_DTYPES, HostUploader, resolve_device_precision
 from .params import PARAMETERS
+from .quantize import quantize_linear_int8
 from .types import check_rgb
 from .weights import load_model
 
@@ -94,6 +95,7 @@ class EncoderOptions:
         max_batch: most images per model forward (larger inputs are chunked).  None -> the
             largest ``batch_buckets`` size on CUDA, :data:`CPU_MAX_BATCH` on CPU (bigger CPU
             batches are no faster but cost about 4 MiB of activations per ViT-B/32 image).
+        quantize_int8: CPU only: int8 linear layers in the image tower (:mod:`clip_perception.quantize`).
 
     Raises:
         ValueError: templates without "{}", no positive bucket, margin outside [0, 2],
@@ -110,6 +112,7 @@ class EncoderOptions:
     allow_download: bool = True
     crop_backend: str = "auto"
     max_batch: Optional[int] = None
+    quantize_int8: bool = False
 
     def __post_init__(self) -> None:
         templates = DEFAULT_PROMPT_TEMPLATES if self.prompt_templates is None else tuple(self.prompt_templates)
@@ -241,6 +244,8 @@ class ClipEncoder:
         self.fell_back_to_cpu = False
         self.fault_hook: Optional[Callable[[torch.Tensor], None]] = None
         self.stage_timings = None
+        if self.options.quantize_int8 and self.device.type == "cpu":
+            self.model.visual = quantize_linear_int8(self.model.visual)
         self._visual = self.model.visual
         self.compiled = False
         if compile:

@@ -13,9 +13,10 @@ Conversions:
   ``target_frame`` (:mod:`clip_perception.transforms`); the only outputs whose header is not
   the image's (frame_id = ``target_frame``, the image's stamp);
 * :func:`to_pose` — best detection with a 3D position -> ``geometry_msgs/PoseStamped``
-  (identity orientation; ``None`` when there is no 3D position);
+  (the detection's orientation, identity when unknown; ``None`` when there is no 3D position);
 * :func:`to_markers` — ``visualization_msgs/MarkerArray``: ``DELETEALL`` first, then a
-  ``SPHERE`` at the 3D target scaled by its size and a ``TEXT_VIEW_FACING`` label;
+  ``CUBE`` (the target's oriented box) and a ``TEXT_VIEW_FACING`` label;
+* the target's mask, point cloud and ``vision_msgs/Detection3DArray``: :mod:`clip_perception.messages_3d`;
 * :func:`to_debug_image` — ``sensor_msgs/Image`` ``rgb8`` drawn by
   :func:`clip_perception.visualize.draw_result`;
 * :func:`to_detection2d_array` — ``vision_msgs/Detection2DArray`` (Humble+ layout) when
@@ -114,7 +115,9 @@ def detection_to_msg(det: Detection) -> TargetDetection:
     ROI = ``Detection.roi`` (whole pixels, x2/y2 exclusive -> width = x2 - x1).
     ``has_position`` False leaves ``position`` and ``size`` all zero (never a made-up
     point; consumers must check the flag).  ``color_score`` is -1 when the phrase named
-    no colour.
+    no colour.  ``proposal_roi`` = ``Detection.proposal_roi`` (the ranked proposal; ``roi`` is the
+    instance mask's tight box), ``position_is_centre`` as in the detection, ``orientation`` =
+    ``Detection.orientation`` (identity, w = 1, when unknown).
     """
     x, y, w, h = det.roi
     msg = TargetDetection()
@@ -133,7 +136,20 @@ def detection_to_msg(det: Detection) -> TargetDetection:
     msg.clip_score = float(det.clip_score)
     msg.color_score = -1.0 if det.color_score is None else float(det.color_score)
     msg.track_id = int(det.track_id) & 0xFFFFFFFF  # tracking.py: uint32, 0 = not tracked
+    px, py, pw, ph = det.proposal_roi
+    msg.proposal_roi = RegionOfInterest(x_offset=max(0, px), y_offset=max(0, py), width=max(0, pw),
+                                        height=max(0, ph), do_rectify=False)
+    msg.position_is_centre = bool(det.position_is_centre and det.position is not None)
+    msg.orientation = _quaternion(det.orientation)
     return msg
+
+
+def _quaternion(q) -> Quaternion:
+    """(4,) ``[x, y, z, w]`` -> ``geometry_msgs/Quaternion``; None -> identity."""
+    if q is None:
+        return Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)
+    x, y, z, w = (float(v) for v in np.asarray(q, dtype=np.float64).reshape(4))
+    return Quaternion(x=x, y=y, z=z, w=w)
 
 
 def to_detection_array(result, header: Header, command_text: str) -> TargetDetectionArray:
@@ -172,26 +188,37 @@ def _point(p) -> Point:
     return Point(x=x, y=y, z=z)
 
 
-def to_place_pose(result, header: Header) -> Optional[PoseStamped]:
-    """The place point of a pick-and-place result as a ``PoseStamped`` in the image's optical
-    frame (identity orientation: only the point is defined), or ``None`` when there is none."""
+def to_place_pose(result, header: Header, framed=None, target_frame: str = "") -> Optional[PoseStamped]:
+    """The place point of a pick-and-place result as a ``PoseStamped`` (identity orientation:
+    only the point is defined), or ``None`` when there is none.
+
+    Without ``target_frame``: in the image's optical frame (``header`` copied).  With it: in
+    ``target_frame`` from ``framed`` (:class:`transforms.FramedPositions`; stamp = the image's),
+    and ``None`` when the transform is unknown for this frame (never a point in the wrong frame).
+    """
     place = getattr(result, "place", None)
     if place is None or place.position is None:
         return None
-    return PoseStamped(header=copy_header(header),
-                       pose=Pose(position=_point(place.position), orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)))
+    identity = Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)
+    if not target_frame:
+        return PoseStamped(header=copy_header(header), pose=Pose(position=_point(place.position), orientation=identity))
+    if framed is None or framed.place is None:
+        return None
+    out_header = Header(stamp=Time(sec=header.stamp.sec, nanosec=header.stamp.nanosec), frame_id=str(framed.frame))
+    return PoseStamped(header=out_header, pose=Pose(position=_point(framed.place), orientation=identity))
 
 
 def to_pose(result, header: Header) -> Optional[PoseStamped]:
-    """Best detection's 3D position as a ``PoseStamped`` (identity orientation), or ``None``
-    when nothing was found or the best detection has no position."""
+    """Best detection's 3D position and orientation as a ``PoseStamped`` (its ``orientation``:
+    x = long axis, z = support-plane normal; identity when unknown), or ``None`` when nothing
+    was found or the best detection has no position."""
     best = result.best
     if best is None or best.position is None:
         return None
     px, py, pz = (float(v) for v in np.asarray(best.position, dtype=np.float64).reshape(3))
     return PoseStamped(
         header=copy_header(header),
-        pose=Pose(position=Point(x=px, y=py, z=pz), orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)),
+        pose=Pose(position=Point(x=px, y=py, z=pz), orientation=_quaternion(best.orientation)),
     )
 
 
@@ -242,9 +269,10 @@ def to_markers(result, header: Header, ns: str = "clip_perception") -> MarkerArr
     """RViz markers for the best 3D target.
 
     Always starts with a ``DELETEALL`` marker so the previous frame's markers vanish (also
-    when nothing is found now).  With a 3D target: a translucent green ``SPHERE`` at its
-    position, scaled by its size (:data:`DEFAULT_MARKER_SIZE` when unknown, each axis at least
-    :data:`MIN_MARKER_EXTENT`), and a ``TEXT_VIEW_FACING`` label "red ball 0.87" above it.
+    when nothing is found now).  With a 3D target: a translucent green ``CUBE``, the oriented box
+    (pose = position + orientation, identity when unknown; scale = its size: ``[length, width,
+    height]`` along the box axes for an object centre; :data:`DEFAULT_MARKER_SIZE` when unknown,
+    each axis at least :data:`MIN_MARKER_EXTENT`), and a ``TEXT_VIEW_FACING`` label "red ball 0.87" above it.
     All markers carry ``header`` (the image's stamp and optical frame).
     """
     out = MarkerArray()
@@ -259,14 +287,14 @@ def to_markers(result, header: Header, ns: str = "clip_perception") -> MarkerArr
     else:
         sx = sy = sz = DEFAULT_MARKER_SIZE
     identity = Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)
-    shape = Marker(header=copy_header(header), ns=ns, id=1, type=Marker.SPHERE, action=Marker.ADD)
-    shape.pose = Pose(position=Point(x=px, y=py, z=pz), orientation=identity)
+    shape = Marker(header=copy_header(header), ns=ns, id=1, type=Marker.CUBE, action=Marker.ADD)
+    shape.pose = Pose(position=Point(x=px, y=py, z=pz), orientation=_quaternion(best.orientation))
     shape.scale = Vector3(x=sx, y=sy, z=sz)
     shape.color = ColorRGBA(r=0.0, g=0.9, b=0.0, a=0.6)
     shape.lifetime = Duration(sec=0, nanosec=0)
     text = Marker(header=copy_header(header), ns=ns, id=2, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
     # Optical frame: -y is up, so the label floats above the object.
-    text.pose = Pose(position=Point(x=px, y=py - 0.5 * sy - 0.03, z=pz), orientation=identity)
+    text.pose = Pose(position=Point(x=px, y=py - 0.5 * max(sx, sy, sz) - 0.03, z=pz), orientation=identity)
     text.scale = Vector3(x=0.0, y=0.0, z=0.04)  # text height (metres); x/y unused for text
     text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
     text.text = f"{best.label} {float(best.confidence):.2f}"

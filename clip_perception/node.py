@@ -19,7 +19,9 @@ name                   type                               notes
 ``command``            std_msgs/String (sub)              voice / text command (node level)
 ``detections``         clip_perception/TargetDetection-   every processed frame, best first
                        Array (pub)
-``target_pose``        geometry_msgs/PoseStamped (pub)    best target with a 3D position only
+``target_pose``        geometry_msgs/PoseStamped (pub)    best target with a 3D position only; in
+                                                          ``target_frame`` when set (transform at
+                                                          the image stamp, else not published)
 ``markers``            visualization_msgs/MarkerArray     DELETEALL, SPHERE, TEXT_VIEW_FACING
 ``debug_image``        sensor_msgs/Image rgb8 (pub)       only built while subscribed or with
                                                           ``publish_debug_image``
@@ -29,7 +31,8 @@ name                   type                               notes
 ``locate``             clip_perception/Locate (srv)       node level, waits for the next frame
 =====================  =================================  =========================================
 
-Every output carries the source image's header (stamp and optical ``frame_id``) unchanged.
+Every output carries the source image's header (stamp and optical ``frame_id``) unchanged, but
+``target_pose`` with ``target_frame`` set: ``frame_id = target_frame``, the image's stamp.
 
 Lifecycle (``rclpy.lifecycle``; services ``<node>/change_state``, ``<node>/get_state`` ...):
 ``autostart`` (default true) configures and activates in the constructor, as a plain

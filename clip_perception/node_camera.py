@@ -4,7 +4,8 @@ and the publishers of its outputs.
 Relative topic names (``name/`` prefix with ``cameras: [name, ...]``): ``image`` or
 ``image/compressed`` (``image_transport``), ``depth`` or ``depth/compressedDepth``
 (``depth_transport``) and ``camera_info`` (only with ``use_depth``) in;
-``detections``, ``target_pose``, ``place_pose``, ``markers``, ``debug_image``, ``detections_2d`` out.
+``detections``, ``target_pose``, ``place_pose``, ``markers``, ``debug_image``, ``detections_2d``,
+``target_mask``, ``target_cloud`` and ``detections_3d`` (:mod:`clip_perception.messages_3d`) out.
 Callbacks only store messages (with their stamp in nanoseconds); decoding and inference
 happen on the worker (:mod:`clip_perception.worker`).
 """
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from clip_perception.msg import TargetDetectionArray
 
-from . import messages
+from . import messages, messages_3d
 from .node_params import camera_qos, reliable_qos
 from .transforms import RigidTransform, express_result
 from .runtime import CameraInputs
@@ -73,6 +74,12 @@ class CameraIO(CameraInputs):
         self.det2d_pub = None
         if messages.HAVE_VISION_MSGS:
             self.det2d_pub = node.create_publisher(messages.Detection2DArray, prefix + "detections_2d", out)
+        self.mask_pub = node.create_publisher(Image, prefix + "target_mask", out)
+        self.cloud_pub = node.create_publisher(PointCloud2, prefix + "target_cloud", out)
+        self.vision3d = messages_3d.vision_msgs_types()
+        self.det3d_pub = None
+        if self.vision3d is not None:
+            self.det3d_pub = node.create_publisher(self.vision3d.Detection3DArray, prefix + "detections_3d", out)
 
     # Callbacks only store messages: decoding and inference happen on the worker.
     def _on_image(self, msg) -> None:
@@ -125,6 +132,7 @@ class CameraIO(CameraInputs):
         ``debug_image`` is built only with ``publish_debug_image`` or while subscribed.
         """
         array = messages.to_detection_array(result, header, text)
+        framed = None
         if cfg.target_frame:
             framed = self.framed(header, result, cfg)
             messages.add_target_frame(array, cfg.target_frame, framed)
@@ -134,7 +142,7 @@ class CameraIO(CameraInputs):
         self.det_pub.publish(array)
         if pose is not None:
             self.pose_pub.publish(pose)
-        place = messages.to_place_pose(result, header)
+        place = messages.to_place_pose(result, header, framed, cfg.target_frame)
         if place is not None:
             self.place_pub.publish(place)
         self.marker_pub.publish(messages.to_markers(result, header))
@@ -142,6 +150,17 @@ class CameraIO(CameraInputs):
             self.debug_pub.publish(messages.to_debug_image(rgb, result, header))
         if self.det2d_pub is not None:
             self.det2d_pub.publish(messages.to_detection2d_array(result, header))
+        self._publish_objects(header, result, rgb, cfg)
+
+    def _publish_objects(self, header, result, rgb: np.ndarray, cfg) -> None:
+        """``target_mask`` / ``target_cloud`` (built only with ``publish_target_mask`` /
+        ``publish_target_cloud`` or while subscribed) and ``detections_3d`` (with vision_msgs)."""
+        if cfg.publish_target_mask or self.mask_pub.get_subscription_count() > 0:
+            self.mask_pub.publish(messages_3d.to_target_mask(result, header, rgb.shape[:2]))
+        if cfg.publish_target_cloud or self.cloud_pub.get_subscription_count() > 0:
+            self.cloud_pub.publish(messages_3d.to_target_cloud(result, header, rgb))
+        if self.det3d_pub is not None:
+            self.det3d_pub.publish(messages_3d.to_detection3d_array(result, header, self.vision3d))
 
     def destroy(self) -> None:
         """Destroy every subscription and publisher of this camera."""
@@ -149,7 +168,8 @@ class CameraIO(CameraInputs):
         for sub in (self.image_sub, self.depth_sub, self.info_sub):
             if sub is not None:
                 node.destroy_subscription(sub)
-        for pub in (self.det_pub, self.pose_pub, self.place_pub, self.marker_pub, self.debug_pub, self.det2d_pub):
+        for pub in (self.det_pub, self.pose_pub, self.place_pub, self.marker_pub, self.debug_pub, self.det2d_pub,
+                    self.mask_pub, self.cloud_pub, self.det3d_pub):
             if pub is not None:
                 node.destroy_publisher(pub)
-        self.image_sub = self.depth_sub = self.info_sub = self.det2d_pub = None
+        self.image_sub = self.depth_sub = self.info_sub = self.det2d_pub = self.det3d_pub = None

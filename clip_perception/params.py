@@ -96,6 +96,9 @@ _SPECS = (
               reload_model=True, stage="model"),
     ParamSpec("precision", str, "auto", "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16 (CUDA only)",
               choices=("auto", "fp32", "fp16", "bf16"), reload_model=True, stage="model"),
+    ParamSpec("quantize_int8", bool, False,
+              "CPU only: dynamic int8 quantisation of the image tower's linear layers (torch.ao quantize_dynamic); "
+              "faster, embeddings within cosine 0.999 of fp32; ignored on CUDA", reload_model=True, stage="model"),
     ParamSpec("cpu_threads", int, 0,
               "torch intra-op threads of the node process; 0 = auto: usable CPUs - 1 (at least 1), leaving a core "
               "to the ROS 2 middleware and the camera", min=0, max=1024, runtime=False),
@@ -104,6 +107,11 @@ _SPECS = (
               "crop re-rank), auto (crop on CUDA, cascade on CPU)",
               choices=("auto", "crop", "dense", "cascade"), stage="ranking"),
     ParamSpec("cascade_top_k", int, 10, "cascade mode: proposals re-ranked with crops", min=1, max=1000,
+              stage="ranking"),
+    ParamSpec("cascade_margin", float, 0.1,
+              "cascade mode: only proposals whose dense pre-rank score is within this margin of the best are "
+              "re-ranked with crops (at most cascade_top_k), none when the best leads every other object by it and "
+              "lies this far from score_threshold; 1 = always the cascade_top_k best", min=0.0, max=1.0,
               stage="ranking"),
     ParamSpec("proposal_methods", list, ["selective_search", "contours", "depth"],
               "region proposal methods (selective_search, contours, grid, depth); depth runs only with depth + K",
@@ -167,6 +175,11 @@ _SPECS = (
               min=0.0, max=1000.0),
     ParamSpec("publish_debug_image", bool, False,
               "always build debug_image (otherwise only while someone subscribes)"),
+    ParamSpec("publish_target_mask", bool, False,
+              "always build target_mask (mono8 instance mask of the target; otherwise only while someone subscribes)"),
+    ParamSpec("publish_target_cloud", bool, False,
+              "always build target_cloud (PointCloud2 xyz + rgb of the target's mask, metres, optical frame; "
+              "otherwise only while someone subscribes)"),
     ParamSpec("command", str, "", "initial command, e.g. 'pick up the red ball' (empty = wait for one)"),
     ParamSpec("image_transport", str, "raw", "colour input: raw (image) or compressed (image/compressed)",
               choices=("raw", "compressed"), runtime=False),

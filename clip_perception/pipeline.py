@@ -175,7 +175,8 @@ class Detector:
 
             model = config.model
             encoder = ClipEncoder(model_name=model.model_name, pretrained=model.pretrained, device=model.device,
-                                  precision=model.precision, prompt_templates=tuple(model.prompt_templates))
+                                  precision=model.precision, prompt_templates=tuple(model.prompt_templates),
+                                  quantize_int8=model.quantize_int8)
             if model.warmup:
                 encoder.warmup()
         self.encoder = encoder

@@ -48,9 +48,9 @@ EDGE_JUMP = 0.03
 #: GrabCut's context around the box (fraction of its size per side).
 GRABCUT_GROWTH = 0.15
 #: GrabCut iterations without depth.
-GRABCUT_ITERATIONS = 3
+GRABCUT_ITERATIONS = 2
 #: GrabCut runs on the crop downscaled so that its longest side is at most this [pixels].
-GRABCUT_MAX_SIDE = 128
+GRABCUT_MAX_SIDE = 80
 #: Fewest mask points with valid depth for a centre / extent estimate.
 MIN_POINTS = 10
 

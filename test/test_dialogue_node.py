@@ -157,3 +157,31 @@ def test_no_the_other_one_moves_to_the_other_red_ball_and_stays_for_5_frames(fra
             seen.append(msg.header.stamp.sec - T0)
             assert msg.detections, "the other red ball must be found"
             assert iou(roi_box(msg.detections[0].roi), balls[1 - which]) >= 0.5
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_place_point_in_the_planners_frame_with_static_extrinsics(frame):
+    """target_frame + camera_extrinsics: place_target_position and place_pose are T * place_position
+    (within 1 mm), with frame_id = target_frame and the image stamp."""
+    from clip_perception.transforms import parse_extrinsics
+
+    extrinsics = "0.1 -0.2 0.9 0.0 0.7071068 0.0 0.7071068"
+    T = parse_extrinsics(extrinsics)
+    with graph(camera_qos=RELIABLE, use_depth=True, qos="reliable", sync_slop=0.05, color_prior_weight=0.5,
+               no_image_warn_s=60.0, target_frame="base_link", camera_extrinsics=extrinsics) as g:
+        places = []
+        g.tester.create_subscription(PoseStamped, f"{g.ns}/place_pose", g._collector(places), RELIABLE)
+        feed = Feeder(g, frame)
+        g.send_command("put the red ball on the blue box")
+        msg = feed.result(lambda m: m.has_place_position and m.has_place_target_position)
+        assert msg.target_frame == "base_link"
+        optical = np.array([msg.place_position.x, msg.place_position.y, msg.place_position.z])
+        framed = np.array([msg.place_target_position.x, msg.place_target_position.y, msg.place_target_position.z])
+        assert np.linalg.norm(framed - T.apply(optical[None])[0]) < 1e-3
+        pose = wait_for(lambda: next((p for p in list(places) if p.header.stamp == msg.header.stamp), None),
+                        what="place_pose")
+        assert pose.header.frame_id == "base_link"
+        got = np.array([pose.pose.position.x, pose.pose.position.y, pose.pose.position.z])
+        assert np.linalg.norm(got - framed) < 1e-6

@@ -127,11 +127,12 @@ def test_box_size_uses_the_undistorted_edges():
 
 def test_plane_points_and_proposals_take_the_model():
     """Case: support plane, object points and depth proposals accept a CameraModel: a distorted camera over
-    a tilted table (rendered through cv2.projectPoints) fits the true plane within 1 cm, which K alone misses;
+    a tilted table (depth along the model's rays, whose undistortion test_camera.py checks against
+    cv2.projectPoints) fits the true plane within 1 cm, which K alone misses;
     zero D equals K exactly for the points and the proposals."""
     name = "plumb_bob"
     cam = camera(name)
-    # table plane y = 0.3 m below the optical axis... as a depth image: z of the ray through each pixel
+    # a table tilted 0.6 rad towards the camera, 0.9 m from it; depth = z of each pixel's ray where it meets it
     vv, uu = np.mgrid[0:H, 0:W]
     rays = cam.pixel_to_ray(uu.astype(float), vv.astype(float))
     normal, offset = np.array([0.0, -np.cos(0.6), -np.sin(0.6)]), 0.9  # n . p + d = 0, camera on the + side
@@ -148,7 +149,8 @@ def test_plane_points_and_proposals_take_the_model():
     box = np.array([100.0, 300.0, 200.0, 400.0])
     np.testing.assert_array_equal(placement.object_points(depth, zero, box, plane, min_height=-1.0),
                                   placement.object_points(depth, zero.K, box, plane, min_height=-1.0))
-    np.testing.assert_array_equal(segment.depth_mask(depth, zero, box, plane), segment.depth_mask(depth, zero.K, box, plane))
+    np.testing.assert_array_equal(segment.depth_mask(depth, zero, box, plane),
+                                  segment.depth_mask(depth, zero.K, box, plane))
     for a, b in zip(proposals.depth_proposals(depth, zero), proposals.depth_proposals(depth, zero.K)):
         np.testing.assert_array_equal(a, b)
 

@@ -62,7 +62,7 @@ def test_messages_with_position_pose_and_markers_in_image_frame():
     assert pose.pose.orientation.w == 1.0
     markers = messages.to_markers(res, header).markers
     assert [m.action for m in markers] == [Marker.DELETEALL, Marker.ADD, Marker.ADD]
-    assert [m.type for m in markers[1:]] == [Marker.SPHERE, Marker.TEXT_VIEW_FACING]
+    assert [m.type for m in markers[1:]] == [Marker.CUBE, Marker.TEXT_VIEW_FACING]  # the oriented box
     assert all(m.header.frame_id == FRAME and m.header.stamp == STAMP for m in markers)
     assert markers[1].scale.x == pytest.approx(0.08) and markers[1].scale.z == pytest.approx(0.02)
     assert markers[2].text.startswith("red ball")

@@ -71,13 +71,13 @@ def test_stage_fields_come_from_the_table():
             assert getattr(defaults, name) == PARAMETERS[name].default, name
     assert {spec.stage for spec in PARAMETERS.values()} == set(STAGES)
     assert [f.name for f in dataclasses.fields(RankingConfig)] == [
-        "mode", "cascade_top_k", "score_threshold", "color_prior_weight", "relation_weight", "place_margin",
-        "negative_prompts", "top_k"]
+        "mode", "cascade_top_k", "cascade_margin", "score_threshold", "color_prior_weight", "relation_weight",
+        "place_margin", "negative_prompts", "top_k"]
     assert [f.name for f in dataclasses.fields(ProposalConfig)] == [
         "proposal_methods", "max_proposals", "nms_iou", "min_box_size", "proposal_max_side",
         "selective_search_mode"]
     assert [f.name for f in dataclasses.fields(ModelConfig)] == [
-        "model_name", "pretrained", "device", "precision", "prompt_templates", "warmup"]
+        "model_name", "pretrained", "device", "precision", "quantize_int8", "prompt_templates", "warmup"]
 
 
 def test_detector_config_has_no_node_fields():

@@ -67,3 +67,31 @@ def test_cli_detect_on_rendered_scene_prints_json_with_every_field(tmp_path, cap
         assert det["position"] is None or (len(det["position"]) == 3 and 0.3 < det["position"][2] < 2.0)
     assert any(det["position"] is not None for det in out["detections"])
     assert cv2.imread(str(tmp_path / "out.png")).shape == (480, 640, 3)
+
+
+def test_cli_detect_pick_and_place_reports_destination_and_place_point(tmp_path, capsys):
+    """CLI case: "put the <a> on the <b>" (random weights + colour prior) -> JSON with intent
+    pick_place, the destination's detections and a place point above the destination."""
+    frame = _render(1)
+    image, depth = tmp_path / "scene.png", tmp_path / "depth.npy"
+    cv2.imwrite(str(image), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
+    np.save(depth, frame.depth)
+    K = frame.K
+    pick, dest = frame.objects[0], frame.objects[1]
+    rc = cli.main(["detect", str(image), "--command", f"put the {pick.name} on the {dest.name}",
+                   "--depth", str(depth), "--intrinsics", f"{K[0, 0]},{K[1, 1]},{K[0, 2]},{K[1, 2]}",
+                   "--pretrained", "none", "--device", "cpu", "--set", "color_prior_weight=1.0",
+                   "--set", "score_threshold=0.0", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["intent"], out["target"], out["destination"], out["destination_relation"]) == (
+        "pick_place", pick.name, dest.name, "on")
+    assert out["destination_detections"]
+    # the place point lies above the destination's centre: nearer the camera along the up axis
+    place = np.asarray(out["place_position"])
+    up = np.asarray(frame.T_world_optical)[:3, :3].T @ np.array([0.0, 0.0, 1.0])
+    assert float((place - dest.center_optical) @ up) > 0.0
+    assert "; place: on the " in out["summary"]
+    rc = cli.main(["detect", str(image), "--command", "stop", "--pretrained", "none", "--device", "cpu", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["intent"] == "stop" and out["detections"] == [] and out["summary"] == "stopped"

@@ -499,3 +499,90 @@ def test_camera_executable_exits_zero_when_signalled_while_streaming_to_a_reliab
         spin.join(5.0)
     assert all(code == 0 for _, code, _ in results), [(i, code, out) for i, code, out in results if code != 0]
     assert not any("Traceback" in out for _, _, out in results)
+
+
+# ------------------------------------------------------------------ moving camera, sensor noise
+def test_set_camera_to_the_start_pose_keeps_the_view():
+    """Case: moving the camera to the look-at pose it already has (orbit at yaw 0) keeps the
+    pose within 1e-5 (the MJCF holds 6 significant digits) and the image (mean |difference| < 0.05 levels)."""
+    from clip_perception.sim.trajectory import orbit_poses
+
+    scene = make_scene(0, num_objects=3, width=160, height=120)
+    try:
+        before = scene.render()
+        pose = orbit_poses(1, scene.target, 0.75, 50.0, 0.0, 0.0)[0]
+        np.testing.assert_allclose(pose, scene.T_world_optical, atol=1e-5)
+        after = scene.render(camera_pose=pose)
+        assert np.abs(after.rgb.astype(int) - before.rgb.astype(int)).mean() < 0.05
+        with pytest.raises(ValueError):
+            scene.set_camera(np.diag([1.0, 1.0, -1.0, 1.0]))  # a reflection, not a rotation
+    finally:
+        scene.close()
+
+
+def test_orbit_pose_moves_camera_and_ground_truth_follows():
+    """Case: render(camera_pose=orbit at yaw 90 deg): the frame's T_world_optical is that pose,
+    the camera is 0.75 m from the look-at point, which projects to the principal point, and
+    every visible object's projected centre lies in its box."""
+    from clip_perception.sim.trajectory import approach_poses, orbit_poses
+
+    scene = make_scene(1, num_objects=3, width=160, height=120)
+    try:
+        pose = orbit_poses(3, scene.target, 0.75, 50.0, 0.0, 90.0)[2]
+        fr = scene.render(camera_pose=pose)
+        np.testing.assert_allclose(fr.T_world_optical, pose, atol=1e-6)
+        assert np.linalg.norm(pose[:3, 3] - scene.target) == pytest.approx(0.75, abs=1e-9)
+        assert pose[1, 3] == pytest.approx(-0.75 * math.cos(math.radians(50.0)), abs=1e-9)  # camera on the -y side
+        uv = project_points(scene.world_to_optical(scene.target[None]), fr.K)[0]
+        np.testing.assert_allclose(uv, [fr.K[0, 2], fr.K[1, 2]], atol=1e-6)
+        for o in fr.objects:
+            u, v = project_points(o.center_optical[None], fr.K)[0]
+            assert o.box[0] <= u <= o.box[2] and o.box[1] <= v <= o.box[3]
+        dists = [np.linalg.norm(p[:3, 3] - scene.target) for p in approach_poses(5, scene.target, 0.9, 0.5)]
+        np.testing.assert_allclose(dists, [0.9, 0.8, 0.7, 0.6, 0.5], atol=1e-9)
+    finally:
+        scene.close()
+
+
+def test_structured_light_noise_std_quantisation_and_edge_dropout():
+    """Case: a flat 1 m depth: noise std = sqrt((k z^2)^2 + q^2 / 12) with q = z^2 step / (f b)
+    (1.71 mm for the defaults) within 10 %, every value on the disparity grid f b / (n step);
+    a depth step 1.0 | 1.5 m: dropout only next to the step, about edge_dropout of those pixels."""
+    from clip_perception.sim.depth_noise import StructuredLightNoise
+
+    noise = StructuredLightNoise()
+    z = np.full((200, 200), 1.0, np.float32)
+    out = noise.apply(z, np.random.default_rng(0))
+    q = noise.resolution(1.0)
+    assert q == pytest.approx(0.125 / (580 * 0.075))
+    assert np.nanstd(out) == pytest.approx(math.hypot(noise.sigma(1.0), q / math.sqrt(12)), rel=0.1)
+    fb = noise.focal_px * noise.baseline_m
+    n = fb / (out.astype(np.float64) * noise.disparity_step_px)
+    np.testing.assert_allclose(n, np.rint(n), atol=1e-3)
+    step = np.where(np.arange(200)[None, :] < 100, 1.0, 1.5).astype(np.float32).repeat(200, axis=0)
+    out = StructuredLightNoise(k=0.0, disparity_step_px=0.0).apply(step, np.random.default_rng(1))
+    dropped = np.isnan(out)
+    assert not dropped[:, :99].any() and not dropped[:, 101:].any()
+    assert dropped[:, 99:101].mean() == pytest.approx(0.5, abs=0.08)
+
+
+def test_scene_with_depth_noise_keeps_true_depth_and_look_alikes_match_one_command():
+    """Case: look_alike_specs gives two identical red balls and distractors that are not red
+    balls; rendered with depth noise, Frame.depth is noisy (NaN where the truth is NaN) and
+    Frame.depth_true is the noise-free render."""
+    from clip_perception.sim.depth_noise import StructuredLightNoise
+    from clip_perception.sim.scene import look_alike_specs
+
+    specs = look_alike_specs(3, count=2, num_distractors=2)
+    assert [s.name for s in specs[:2]] == ["red ball", "red ball"] and specs[0].size == specs[1].size
+    assert all(s.name != "red ball" for s in specs[2:])
+    scene = make_scene(3, objects=specs, width=160, height=120, depth_noise=StructuredLightNoise(), noise_seed=4)
+    try:
+        fr = scene.render()
+    finally:
+        scene.close()
+    assert len(fr.find("red ball")) == 2
+    both = np.isfinite(fr.depth) & np.isfinite(fr.depth_true)
+    assert not np.isfinite(fr.depth[~np.isfinite(fr.depth_true)]).any()
+    diff = (fr.depth - fr.depth_true)[both]
+    assert 0.0005 < float(np.std(diff)) < 0.01 and abs(float(np.mean(diff))) < 0.001

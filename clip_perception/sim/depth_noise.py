@@ -4,7 +4,10 @@
 structured-light camera's, in three steps, each a parameter:
 
 1. **Axial random error** growing with the square of the distance:
-   ``z' = z + N(0, (k z^2)^2)`` with ``k = 1.5e-3`` /m by default.  Source: Khoshelham &
+   ``z' = z + N(0, (k z^2)^2)`` with ``k = 1.5e-3`` /m by default; with ``correlation_px > 0``
+   the unit normal field is first blurred with a Gaussian of that std (pixels) and rescaled to
+   unit std, since the sensor matches the pattern over a window of pixels, so neighbouring
+   errors are not independent (and do not average out over an object).  Source: Khoshelham &
    Elberink, "Accuracy and Resolution of Kinect Depth Data for Indoor Mapping Applications",
    Sensors 12(2), 2012: the random error is proportional to the squared distance (their
    eq. 10, from disparity error propagation) and reaches about 4 cm at 5 m, i.e.
@@ -66,6 +69,7 @@ class StructuredLightNoise:
         edge_threshold_m: depth jump that marks a discontinuity [m].
         edge_dropout: probability that a discontinuity pixel has no depth, in [0, 1].
         dropout: probability that any other valid pixel has no depth, in [0, 1].
+        correlation_px: std [pixels] of the Gaussian that correlates the axial noise (0 = white).
 
     Raises:
         ValueError: a negative value or a probability outside [0, 1].
@@ -78,9 +82,10 @@ class StructuredLightNoise:
     edge_threshold_m: float = 0.02
     edge_dropout: float = 0.5
     dropout: float = 0.0
+    correlation_px: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("k", "focal_px", "baseline_m", "disparity_step_px", "edge_threshold_m"):
+        for name in ("k", "focal_px", "baseline_m", "disparity_step_px", "edge_threshold_m", "correlation_px"):
             if not float(getattr(self, name)) >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("edge_dropout", "dropout"):
@@ -98,6 +103,16 @@ class StructuredLightNoise:
         fb = self.focal_px * self.baseline_m
         return z * z * self.disparity_step_px / fb if fb > 0 else np.zeros_like(z)
 
+    def _unit_field(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
+        """(H, W) float64 zero-mean unit-std normal field, correlated over ``correlation_px``."""
+        field = rng.standard_normal(shape)
+        if self.correlation_px > 0 and field.size > 1:
+            import cv2  # OpenCV: already a dependency of the proposals
+
+            field = cv2.GaussianBlur(field, (0, 0), float(self.correlation_px), borderType=cv2.BORDER_REFLECT)
+            field /= max(float(field.std()), 1e-12)
+        return field
+
     def apply(self, depth: np.ndarray, rng: Optional[np.random.Generator] = None) -> np.ndarray:
         """A noisy copy of ``depth``.
 
@@ -113,7 +128,7 @@ class StructuredLightNoise:
         valid = np.isfinite(z) & (z > 0)
         out = np.where(valid, z, np.nan)
         if self.k > 0:
-            out = out + rng.standard_normal(z.shape) * self.sigma(np.where(valid, z, 0.0))
+            out = out + self._unit_field(z.shape, rng) * self.sigma(np.where(valid, z, 0.0))
         fb, step = self.focal_px * self.baseline_m, self.disparity_step_px
         if step > 0 and fb > 0:
             with np.errstate(divide="ignore", invalid="ignore"):

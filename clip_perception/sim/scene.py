@@ -149,6 +149,9 @@ class SimScene:
         depth_noise: a sensor noise model applied to every rendered depth image
             (:class:`depth_noise.StructuredLightNoise`), or ``None`` for perfect depth.
         noise_seed: seed of the noise generator (one stream over the scene's renders).
+        image_noise_std: std of zero-mean Gaussian noise added to every colour value of the
+            rendered image (uint8 levels, then rounded and clipped; 0 = none), like a real
+            sensor's read / shot noise.
 
     The camera starts at the look-at pose given by distance, pitch and yaw; move it with
     :meth:`set_camera` or ``render(camera_pose=...)`` (poses from
@@ -168,9 +171,11 @@ class SimScene:
         seed: Optional[int] = None,
         depth_noise: Optional[StructuredLightNoise] = None,
         noise_seed: int = 0,
+        image_noise_std: float = 0.0,
     ) -> None:
         self.specs = list(specs)
         self.depth_noise = depth_noise
+        self.image_noise_std = float(image_noise_std)
         self._noise_rng = np.random.default_rng(noise_seed)
         for s in self.specs:
             if s.xy is None or s.size is None:
@@ -355,6 +360,9 @@ class SimScene:
             )
             (visible if n else hidden).append(gt)
         noisy = depth if self.depth_noise is None else self.depth_noise.apply(depth, self._noise_rng)
+        if self.image_noise_std > 0:
+            grain = self._noise_rng.standard_normal(rgb.shape) * self.image_noise_std
+            rgb = np.clip(np.rint(rgb + grain), 0, 255).astype(np.uint8)
         self._frame = Frame(
             rgb=rgb,
             depth=noisy,
@@ -446,6 +454,7 @@ def make_scene(
     frame_id: str = DEFAULT_FRAME_ID,
     depth_noise: Optional[StructuredLightNoise] = None,
     noise_seed: int = 0,
+    image_noise_std: float = 0.0,
 ) -> SimScene:
     """Build a seeded table-top scene.
 
@@ -465,7 +474,8 @@ def make_scene(
         frame_id: header frame id recorded in frames.
         depth_noise: optional sensor noise model for every depth render
             (:class:`depth_noise.StructuredLightNoise`); ``None`` = perfect depth.
-        noise_seed: seed of the depth noise.
+        noise_seed: seed of the depth and image noise.
+        image_noise_std: Gaussian colour noise std (uint8 levels; 0 = none).
 
     Returns:
         :class:`SimScene` (close it when done).
@@ -500,4 +510,5 @@ def make_scene(
         seed=seed,
         depth_noise=depth_noise,
         noise_seed=noise_seed,
+        image_noise_std=image_noise_std,
     )

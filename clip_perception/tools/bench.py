@@ -67,11 +67,13 @@ from typing import Callable, Optional, Sequence
 
 from .bench_age import AGE_RUN_FRAMES, AGE_RUN_RATE_HZ, age_run
 from .bench_frames import BenchFrame, pad_proposals, render_frames, render_scenes
-from .bench_modes import (MODES, NAIVE_WARMUP_BOXES, STAGES, Bench, ModeRun, NaiveBaseline, Publisher, peak_rss_mb,
-                          percentiles, reset_peak_rss)
+from .bench_modes import (LEVERS, MODES, NAIVE_WARMUP_BOXES, STAGES, Bench, ModeRun, NaiveBaseline, Publisher,
+                          peak_rss_mb, percentiles, reset_peak_rss)
+from .bench_peers import PEER_SPECS, PEERS, PeerDetector, parse_peers
 from .bench_report import STAGE_LABELS, format_table, json_safe
 
-__all__ = ["AGE_RUN_FRAMES", "AGE_RUN_RATE_HZ", "DEFAULT_COMMAND", "MODES", "NAIVE_WARMUP_BOXES", "STAGES",
+__all__ = ["AGE_RUN_FRAMES", "AGE_RUN_RATE_HZ", "DEFAULT_COMMAND", "LEVERS", "MODES", "NAIVE_WARMUP_BOXES", "PEERS",
+           "PeerDetector", "STAGES", "parse_levers", "parse_peers",
            "STAGE_LABELS", "Bench", "BenchFrame", "ModeRun", "NaiveBaseline", "Publisher", "age_run", "format_table",
            "json_safe", "load_average", "main", "make_parser", "pad_proposals", "parse_modes", "peak_rss_mb",
            "percentiles", "render_frames", "render_scenes", "reset_peak_rss", "run_bench"]
@@ -116,6 +118,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--cascade-top-k", dest="cascade_top_k", type=int, default=None,
                    help="cascade mode: proposals re-encoded as crops (default: the parameter's default)")
     p.add_argument("--command", default=DEFAULT_COMMAND, help=f"command text (default {DEFAULT_COMMAND!r})")
+    p.add_argument("--peers", default="all",
+                   help=f"open-vocabulary detector peers timed in the same run: all, none or a comma list of "
+                        f"{','.join(PEERS)} (default all; needs transformers)")
+    p.add_argument("--tiny-peers", dest="tiny_peers", action="store_true",
+                   help="peers as 2-layer, 64-wide models at 64 px (tests of the code path; not their speed)")
+    p.add_argument("--levers", default="all",
+                   help=f"speed levers measured on their own: all, none or a comma list of {','.join(LEVERS)} "
+                        "(default all)")
     p.add_argument("--age-run", dest="age_run", type=float, default=0.0, metavar="SECONDS",
                    help="also run the ROS node in-process against a 30 Hz camera for SECONDS and report the "
                         "age of its detections (0 = off)")
@@ -137,9 +147,21 @@ def parse_modes(text: str) -> list:
     return [m for m in MODES if m in asked]
 
 
+def parse_levers(text: str) -> list:
+    """``all`` / ``none`` / a comma list of :data:`LEVERS` -> levers in that order.  Raises ValueError."""
+    text = (text or "none").strip().lower()
+    if text in ("none", "", "off"):
+        return []
+    asked = list(LEVERS) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in asked if m not in LEVERS]
+    if bad:
+        raise ValueError(f"--levers: unknown lever(s) {bad}; use all, none or a comma list of {', '.join(LEVERS)}")
+    return [m for m in LEVERS if m in asked]
+
+
 def _check_args(args: argparse.Namespace) -> tuple[list, int]:
-    """(modes to run, timed frames of the naive mode) from parsed ``args``.  Raises ValueError."""
-    modes = parse_modes(args.mode)
+    """(rows to run: modes, levers, peers; timed frames of the naive mode) from ``args``.  Raises ValueError."""
+    modes = parse_modes(args.mode) + parse_levers(args.levers) + parse_peers(args.peers)
     if args.frames < 1:
         raise ValueError("--frames must be >= 1")
     if args.proposals < 1:
@@ -164,14 +186,32 @@ def _detector_config(args: argparse.Namespace):
     return make_config(values)
 
 
-def _comparisons(results: list) -> dict:
-    """Speed-ups of every mode against ``naive``: median frames/s, fastest frame, CPU time per frame."""
+def _speedups_vs_peers(results: list, default_mode: str) -> dict:
+    """Per peer row: median frames/s of every row that is not a peer (and ``default``) / the peer's."""
+    by_mode = {r["mode"]: r for r in results}
+    ours = [r["mode"] for r in results if r["mode"] not in PEERS]
+    out = {}
+    for peer in (m for m in by_mode if m in PEERS):
+        fps = by_mode[peer]["fps"]
+        sp = {m: (by_mode[m]["fps"] / fps if fps else None) for m in ours}
+        sp["default"] = sp.get(default_mode)
+        out[peer] = sp
+    return out
+
+
+def _comparisons(results: list, default_mode: str) -> dict:
+    """Speed-ups of every row against ``naive`` (median frames/s, fastest frame, CPU time per frame) and
+    against each peer (:func:`_speedups_vs_peers`); ``default`` = the row of ``auto``'s mode."""
     naive = next((r for r in results if r["mode"] == "naive"), None)
     naive_fps = None if naive is None else naive["fps"]
     naive_min = None if naive is None else naive["min_ms"]
     naive_cpu = None if naive is None else naive["cpu_ms"]["p50"]
+    vs_naive = {r["mode"]: (r["fps"] / naive_fps if naive_fps else None) for r in results}
+    vs_naive["default"] = vs_naive.get(default_mode)
     return {
-        "speedup_vs_naive": {r["mode"]: (r["fps"] / naive_fps if naive_fps else None) for r in results},
+        "default_mode": default_mode,
+        "speedup_vs_naive": vs_naive,
+        "speedup_vs_peer": _speedups_vs_peers(results, default_mode),
         "cpu_time_speedup_vs_naive": {
             r["mode"]: (naive_cpu / r["cpu_ms"]["p50"] if naive_cpu and r["cpu_ms"]["p50"] > 0 else None)
             for r in results},
@@ -218,6 +258,10 @@ def _config_section(args, config, encoder, modes: list, naive_frames: int, rando
         "modes": modes,
         "command": args.command,
         "cascade_top_k": int(config.cascade_top_k),
+        "cascade_margin": float(config.cascade_margin),
+        "peers": {m: PEER_SPECS[m].label + (" (tiny test model)" if args.tiny_peers else "")
+                  for m in modes if m in PEERS},
+        "levers": [m for m in modes if m in LEVERS],
         "score_threshold": float(config.score_threshold),
         "crop_backend": getattr(encoder, "crop_backend", None),
         "torch_threads": int(torch.get_num_threads()),
@@ -232,6 +276,34 @@ def _config_section(args, config, encoder, modes: list, naive_frames: int, rando
     }
 
 
+def _peers_and_int8(args, modes: list, encoder, notes: list, say) -> tuple:
+    """(peer name -> PeerDetector, the int8 twin encoder or None) for the rows in ``modes``;
+    rows that cannot be built are removed from ``modes`` with a note."""
+    import torch
+
+    from ..encoder import ClipEncoder
+
+    peers = {}
+    for name in [m for m in modes if m in PEERS]:
+        try:
+            say(f"building peer {name} ({PEER_SPECS[name].label}, random weights)")
+            peers[name] = PeerDetector(name, device=encoder.device, tiny=args.tiny_peers)
+        except ImportError as exc:
+            modes.remove(name)
+            notes.append(f"peer {name} skipped: transformers not importable ({exc})")
+    int8 = None
+    if "cascade_int8" in modes:
+        if encoder.device.type != "cpu":
+            modes.remove("cascade_int8")
+            notes.append("lever cascade_int8 skipped: int8 linear layers are CPU-only")
+        else:
+            torch.manual_seed(0)  # the same random weights as the fp32 encoder
+            int8 = ClipEncoder(model_name=args.model, pretrained=args.pretrained, device=args.device,
+                               precision=args.precision, prompt_templates=tuple(encoder.prompt_templates),
+                               quantize_int8=True)
+    return peers, int8
+
+
 def run_bench(args: argparse.Namespace, progress: Optional[Callable[[str], None]] = None) -> dict:
     """Run the benchmark described by parsed ``args``; returns the report dict (see ``--json``).
 
@@ -242,6 +314,7 @@ def run_bench(args: argparse.Namespace, progress: Optional[Callable[[str], None]
 
     from .. import proposals as _proposals  # noqa: F401
     from ..device import usable_cpus
+    from ..embed import resolve_mode
     from ..encoder import ClipEncoder
 
     say = progress or (lambda line: None)
@@ -267,10 +340,12 @@ def run_bench(args: argparse.Namespace, progress: Optional[Callable[[str], None]
     say(f"rendering {args.frames} frames {args.width}x{args.height} and computing proposals")
     frames = render_frames(args.frames, args.width, args.height, args.proposals, config.proposal_methods,
                            max_side=config.proposal_max_side, ss_mode=config.selective_search_mode)
-    bench = Bench(encoder, config, frames, args.command, naive_frames)
+    peers, int8_encoder = _peers_and_int8(args, modes, encoder, notes, say)
+    bench = Bench(encoder, config, frames, args.command, naive_frames, peers=peers, int8_encoder=int8_encoder)
     if not bench.publisher.available:
         notes.append(bench.publisher.reason)
-    encoder.warmup(dense=any(m in modes for m in ("dense", "cascade")))
+    for enc in filter(None, (encoder, int8_encoder)):
+        enc.warmup(dense=any(m.startswith(("dense", "cascade")) for m in modes))
     say(f"warm-up ({args.warmup} pass(es) per mode)")
     bench.warmup(modes, args.warmup)
     setup_peak = peak_rss_mb()
@@ -286,7 +361,7 @@ def run_bench(args: argparse.Namespace, progress: Optional[Callable[[str], None]
     return {
         "config": _config_section(args, config, encoder, modes, naive_frames, random_weights, load_s, load_before),
         "results": results,
-        **_comparisons(results),
+        **_comparisons(results, resolve_mode("auto", encoder.device)),
         "proposal_methods_ms": _proposal_methods_ms(frames),
         "raw_proposals": [fr.raw_proposals for fr in frames],
         "peak_rss_scope": getattr(bench, "rss_scope", "process"),

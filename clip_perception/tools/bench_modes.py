@@ -19,14 +19,19 @@ import numpy as np
 
 from .bench_frames import BenchFrame
 
-__all__ = ["STAGES", "MODES", "NAIVE_WARMUP_BOXES", "percentiles", "reset_peak_rss", "peak_rss_mb",
-           "Publisher", "NaiveBaseline", "ModeRun", "Bench"]
+__all__ = ["STAGES", "MODES", "LEVERS", "NAIVE_WARMUP_BOXES", "percentiles", "reset_peak_rss", "peak_rss_mb",
+           "Publisher", "NaiveBaseline", "ModeRun", "CropCounter", "Bench"]
 
 #: Stages reported per mode, in pipeline order (keys of ``stages_ms`` in the JSON).
 STAGES: tuple[str, ...] = ("decode", "proposals", "crop_preprocess", "image_encode", "text_encode",
                            "ranking", "3d", "publish")
 #: Modes in run order; ``naive`` is the baseline the others are compared with.
 MODES: tuple[str, ...] = ("naive", "crop", "dense", "cascade")
+#: Speed levers, each measured on its own against ``cascade`` (the CPU default, adaptive):
+#: ``cascade_fixed`` = the fixed cascade (``cascade_margin`` 1: always the ``cascade_top_k``
+#: best as crops, the CPU default before the adaptive cascade); ``cascade_int8`` = ``cascade``
+#: with the image tower's linear layers in int8 (``quantize_int8``, a second encoder).
+LEVERS: tuple[str, ...] = ("cascade_fixed", "cascade_int8")
 #: Boxes of frame 0 the naive baseline warms up on (keeps its warm-up cheap).
 NAIVE_WARMUP_BOXES = 4
 
@@ -200,6 +205,25 @@ class NaiveBaseline:
 # running the modes
 # --------------------------------------------------------------------------------------
 
+class CropCounter:
+    """Delegates to an encoder and counts the boxes it encodes as crops (attribute ``crops``)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.crops = 0
+
+    def encode_boxes(self, rgb, boxes, mode: str = "crop"):
+        self.crops += len(boxes) if mode == "crop" else 0
+        return self.inner.encode_boxes(rgb, boxes, mode=mode)
+
+    def encode_boxes_multi(self, frames, boxes, mode: str = "crop"):
+        self.crops += sum(len(b) for b in boxes) if mode == "crop" else 0
+        return self.inner.encode_boxes_multi(frames, boxes, mode=mode)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
 @dataclass
 class ModeRun:
     """Timed frames of one mode."""
@@ -251,10 +275,13 @@ class Bench:
         frames: :class:`BenchFrame` list.
         command: command text.
         naive_frames: how many of the frames the naive mode runs.
+        peers: name -> :class:`~clip_perception.tools.bench_peers.PeerDetector` (rows of their own).
+        int8_encoder: the ``quantize_int8`` twin of ``encoder`` for the ``cascade_int8`` lever, or None.
     """
 
-    def __init__(self, encoder, config, frames: list, command: str, naive_frames: int):
-        from ..command import parse_command
+    def __init__(self, encoder, config, frames: list, command: str, naive_frames: int,
+                 peers: Optional[dict] = None, int8_encoder=None):
+        from ..command import parse_command, parse_object_phrase
         from ..pipeline import Detector
 
         self.encoder = encoder
@@ -267,7 +294,14 @@ class Bench:
         self.parsed = parsed.commands[0]
         self.naive_frames = max(0, min(int(naive_frames), len(frames)))
         self.publisher = Publisher()
-        self.detectors = {m: Detector(config.replace(mode=m), encoder=encoder) for m in ("crop", "dense", "cascade")}
+        ours = {m: (config.replace(mode=m), encoder) for m in ("crop", "dense", "cascade")}
+        ours["cascade_fixed"] = (config.replace(mode="cascade", cascade_margin=1.0), encoder)
+        if int8_encoder is not None:
+            ours["cascade_int8"] = (config.replace(mode="cascade"), int8_encoder)
+        self.detectors = {m: Detector(c, encoder=CropCounter(e)) for m, (c, e) in ours.items()}
+        self.peers = dict(peers or {})
+        ref = self.parsed.reference if self.parsed.relation else None
+        self.phrases = [self.parsed.target] + ([parse_object_phrase(ref).target] if ref else [])
         self._naive: Optional[NaiveBaseline] = None
         self.is_cuda = getattr(getattr(encoder, "device", None), "type", "cpu") == "cuda"
 
@@ -292,61 +326,82 @@ class Bench:
             torch.cuda.synchronize(self.encoder.device)
 
     def run_frame(self, mode: str, frame: BenchFrame, boxes: Optional[np.ndarray] = None) -> tuple[float, dict, Any]:
-        """One frame of ``mode``: (end-to-end ms, stage ms dict, FrameResult).
+        """One frame of ``mode`` (ours, a lever, ``naive`` or a peer): (end-to-end ms, stage ms dict, FrameResult).
 
-        ``stages["cpu"]`` is the process CPU time of the frame (all threads, ms, proposals included).
+        ``stages["cpu"]`` is the process CPU time of the frame (all threads, ms, proposals
+        included); ``stages["crops"]`` the boxes encoded as crops.  Peers run no proposals:
+        neither their time nor their CPU time is added to a peer's frame.
         """
         from ..decode import decode_depth, decode_image
-        from ..pipeline import FrameResult
-        from ..command import CommandParse
-        from ..types import Timings
-        from .. import geometry
 
         boxes = frame.boxes if boxes is None else boxes
-        obj = frame.objectness[:len(boxes)]
-        stages: dict = {"proposals": frame.proposal_ms}
+        peer = mode in self.peers
+        stages: dict = {"proposals": 0.0 if peer else frame.proposal_ms}
         self._sync()
         c_start = time.process_time()
         t_start = time.perf_counter()
         rgb = decode_image(frame.image)
         depth = decode_depth(frame.depth)
-        t = time.perf_counter()
-        stages["decode"] = (t - t_start) * 1e3
-        if mode == "naive":
-            dets = self.naive.detect(rgb, boxes, self.parsed.target, self.config.score_threshold,
-                                     self.config.top_k, stages)
-            t0 = time.perf_counter()
-            for det in dets:
-                geo = geometry.box_position(depth, det.box, frame.K)
-                if geo is not None:
-                    det.position, det.size = geo.position, geo.size
-            stages["3d"] = (time.perf_counter() - t0) * 1e3
-            result = FrameResult(command=self.parsed, parse=CommandParse(status="ok", reason="", commands=[self.parsed]),
-                                 detections=dets, proposals=boxes, objectness=obj, mode="naive")
+        stages["decode"] = (time.perf_counter() - t_start) * 1e3
+        if mode == "naive" or peer:
+            result = self._external(mode, rgb, depth, frame, boxes, stages)
         else:
-            enc_t = Timings()
-            self.encoder.stage_timings = enc_t
-            try:
-                result = self.detectors[mode].detect(rgb, self.command, depth=depth, K=frame.K,
-                                                     proposals=(boxes, obj))
-            finally:
-                self.encoder.stage_timings = None
-            e = enc_t.stages_ms
-            r = result.timings.stages_ms
-            stages["crop_preprocess"] = e.get("encoder.crop", 0.0) + e.get("encoder.dense_input", 0.0)
-            stages["image_encode"] = (e.get("encoder.image", 0.0) + e.get("encoder.dense_forward", 0.0)
-                                      + e.get("encoder.pool", 0.0))
-            stages["text_encode"] = r.get("encode_text", 0.0)
-            stages["ranking"] = max(0.0, r.get("rank", 0.0) - stages["crop_preprocess"] - stages["image_encode"]
-                                    - stages["text_encode"])
-            stages["3d"] = r.get("geometry", 0.0)
+            result = self._ours(mode, rgb, depth, frame, boxes, stages)
         t0 = time.perf_counter()
         self.publisher(result, self.command)
         t_end = time.perf_counter()
         stages["publish"] = (t_end - t0) * 1e3
-        stages["cpu"] = (time.process_time() - c_start) * 1e3 + frame.proposal_cpu_ms
-        e2e = (t_end - t_start) * 1e3 + frame.proposal_ms
+        stages["cpu"] = (time.process_time() - c_start) * 1e3 + (0.0 if peer else frame.proposal_cpu_ms)
+        e2e = (t_end - t_start) * 1e3 + stages["proposals"]
         return e2e, stages, result
+
+    def _external(self, mode: str, rgb, depth, frame: BenchFrame, boxes: np.ndarray, stages: dict):
+        """``naive`` or a peer: their detections, 3D like ours (``geometry.box_position``)."""
+        from .. import geometry
+        from ..command import CommandParse
+        from ..pipeline import FrameResult
+
+        threshold, top_k = self.config.score_threshold, self.config.top_k
+        if mode == "naive":
+            dets = self.naive.detect(rgb, boxes, self.parsed.target, threshold, top_k, stages)
+            stages["crops"] = len(boxes)
+        else:
+            dets = self.peers[mode].detect(rgb, self.phrases, threshold, top_k, stages)
+            boxes = np.zeros((0, 4), np.float32)
+        t0 = time.perf_counter()
+        for det in dets:
+            geo = geometry.box_position(depth, det.box, frame.K)
+            if geo is not None:
+                det.position, det.size = geo.position, geo.size
+        stages["3d"] = (time.perf_counter() - t0) * 1e3
+        return FrameResult(command=self.parsed, parse=CommandParse(status="ok", reason="", commands=[self.parsed]),
+                           detections=dets, proposals=boxes, objectness=frame.objectness[:len(boxes)], mode=mode)
+
+    def _ours(self, mode: str, rgb, depth, frame: BenchFrame, boxes: np.ndarray, stages: dict):
+        """One of our modes / levers through :class:`pipeline.Detector` with the encoder's stage timings."""
+        from ..types import Timings
+
+        detector = self.detectors[mode]
+        counter = detector.encoder
+        crops_before = counter.crops
+        enc_t = Timings()
+        counter.inner.stage_timings = enc_t
+        try:
+            result = detector.detect(rgb, self.command, depth=depth, K=frame.K,
+                                     proposals=(boxes, frame.objectness[:len(boxes)]))
+        finally:
+            counter.inner.stage_timings = None
+        e = enc_t.stages_ms
+        r = result.timings.stages_ms
+        stages["crops"] = counter.crops - crops_before
+        stages["crop_preprocess"] = e.get("encoder.crop", 0.0) + e.get("encoder.dense_input", 0.0)
+        stages["image_encode"] = (e.get("encoder.image", 0.0) + e.get("encoder.dense_forward", 0.0)
+                                  + e.get("encoder.pool", 0.0))
+        stages["text_encode"] = r.get("encode_text", 0.0)
+        stages["ranking"] = max(0.0, r.get("rank", 0.0) - stages["crop_preprocess"] - stages["image_encode"]
+                                - stages["text_encode"])
+        stages["3d"] = r.get("geometry", 0.0)
+        return result
 
     def warmup(self, modes: Sequence[str], passes: int) -> None:
         """Untimed passes on frame 0 (naive: its first :data:`NAIVE_WARMUP_BOXES` boxes)."""
@@ -387,15 +442,7 @@ class Bench:
                     run.cuda_peak_mb = max(run.cuda_peak_mb or 0.0, mb)
                 best = result.best
                 run.top1.append(None if best is None else [float(v) for v in best.box])
-                run.crops_encoded.append(self._crops_encoded(mode, len(frame.boxes)))
+                run.crops_encoded.append(int(stages.get("crops", 0)))
                 if progress is not None:
                     progress(f"frame {i} (seed {frame.seed}) {mode}: {e2e:.0f} ms")
         return runs
-
-    def _crops_encoded(self, mode: str, n: int) -> int:
-        if mode in ("naive", "crop"):
-            return n
-        if mode == "dense":
-            return 0
-        k = int(self.config.cascade_top_k)
-        return n if n <= k else k * (2 if self.parsed.reference else 1)

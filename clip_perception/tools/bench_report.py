@@ -47,7 +47,11 @@ def format_table(report: dict) -> str:
     lines.append(f"  device {cfg['device']} / {cfg['precision']} (naive: fp32), image {cfg['width']}x{cfg['height']}, "
                  f"{cfg['proposals']} proposals/frame, {cfg['frames']} frames (naive: {cfg['naive_frames']}), "
                  f"warm-up {cfg['warmup']}, torch threads {cfg['torch_threads']}/{cfg['cpus']} CPUs, "
-                 f"cascade_top_k {cfg['cascade_top_k']}, crop backend {cfg.get('crop_backend')}")
+                 f"cascade_top_k {cfg['cascade_top_k']}, cascade_margin {cfg.get('cascade_margin')}, "
+                 f"crop backend {cfg.get('crop_backend')}")
+    lines.append(f"  default mode on this device (auto): {report.get('default_mode')}; levers: "
+                 f"{', '.join(cfg.get('levers') or []) or 'none'}; peers (random weights, transformers): "
+                 + (", ".join(f"{k} = {v}" for k, v in (cfg.get("peers") or {}).items()) or "none"))
     lines.append(f"  load average before/after: {cfg.get('load_avg_before')} / {cfg.get('load_avg_after')}")
     lines.append("")
     lines.append("ms per frame, p50 / p90".ljust(w0) + "".join(m.rjust(w) for m in modes))
@@ -69,6 +73,9 @@ def format_table(report: dict) -> str:
     sp = report["speedup_vs_naive"]
     lines.append("speed-up vs naive".ljust(w0) + "".join(
         (_fmt(sp.get(m), 2) + "x" if sp.get(m) is not None else "-").rjust(w) for m in modes))
+    for peer, spp in (report.get("speedup_vs_peer") or {}).items():
+        lines.append(f"speed-up vs {peer}".ljust(w0) + "".join(
+            (_fmt(spp.get(m), 2) + "x" if spp.get(m) is not None else "-").rjust(w) for m in modes))
     spb = report.get("best_frame_speedup_vs_naive", {})
     lines.append("  (fastest frames)".ljust(w0) + "".join(
         (_fmt(spb.get(m), 2) + "x" if spb.get(m) is not None else "-").rjust(w) for m in modes))

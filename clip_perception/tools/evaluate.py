@@ -36,12 +36,16 @@ Metrics (all from :class:`clip_perception.pipeline.FrameResult`):
   box possibly too tight or loose);
 * "not found" precision = empty results on absent targets / all empty results, recall =
   empty results on absent targets / absent targets;
-* 3D error of the best correct detection, in cm, against two references: the object's
-  geometric centre (``GroundTruthObject.center_optical``) -- the detector reports the
-  *visible surface* (median depth inside the box, :func:`geometry.box_position`), which
-  lies in front of the centre by up to the object's half depth, so this error is
-  dominated by that offset -- and the ground-truth visible-surface point: the GT box
-  centre pixel back-projected at the median rendered depth of the object's own pixels;
+* box IoU of the best detection with the GT box, over the cases with a present target (0
+  when nothing is reported): mean and share >= 0.5;
+* centre error of the best correct detection, in cm (mean, median, 90th percentile),
+  against the object's geometric centre (``GroundTruthObject.center_optical``) -- the
+  detector reports the centre from the instance mask and the support plane
+  (``position_is_centre``; :mod:`clip_perception.segment`), else the visible surface --
+  and against the ground-truth visible-surface point (the GT box centre pixel
+  back-projected at the median rendered depth of the object's own pixels);
+* extent error of the best correct detection, in cm: :func:`extent_error_cm` (mean,
+  median), for detections with an object centre;
 * latency: median milliseconds per stage over all cases (``FrameResult.timings``).
 
 Public API: :func:`run_evaluation` (tests pass their own encoder), :func:`main`.  The cases
@@ -117,6 +121,18 @@ def surface_reference(frame, obj) -> Optional[np.ndarray]:
     b = obj.box
     return np.asarray(pixel_to_point((b[0] + b[2] - 1) / 2.0, (b[1] + b[3] - 1) / 2.0, float(np.median(z)),
                                      frame.K), dtype=np.float64)
+
+
+def extent_error_cm(det, obj) -> Optional[float]:
+    """Mean absolute error [cm] of a detection's oriented extent ``[length, width, height]``
+    against the object's true one (its horizontal full extents sorted, long first, and its
+    height; ``GroundTruthObject.size``); ``None`` unless the detection reports an object
+    centre (``position_is_centre``: its size is then the oriented extent) and the truth is known."""
+    if not det.position_is_centre or det.size is None or obj.size is None:
+        return None
+    sx, sy, sz = (float(v) for v in np.asarray(obj.size, np.float64).reshape(3))
+    truth = np.array([max(sx, sy), min(sx, sy), sz])
+    return 100.0 * float(np.mean(np.abs(np.asarray(det.size, np.float64).reshape(3) - truth)))
 
 
 def is_random_weights(config: Config) -> bool:
@@ -262,6 +278,8 @@ def _run_case(st: SceneSetup, case: CaseSpec, frame, detector, draw):
         "correct": False,
         "error_3d_cm": None,
         "surface_error_3d_cm": None,
+        "extent_error_cm": None,
+        "position_is_centre": None if best is None else bool(best.position_is_centre),
         "best_object": None,
         "timings_ms": {k: round(float(v), 3) for k, v in result.timings.stages_ms.items()},
         "mode": result.mode,
@@ -284,6 +302,7 @@ def _run_case(st: SceneSetup, case: CaseSpec, frame, detector, draw):
         rec["correct"] = iou >= IOU_CORRECT
         if rec["correct"] and best.position is not None:
             rec["error_3d_cm"] = 100.0 * float(np.linalg.norm(np.asarray(best.position) - target.center_optical))
+            rec["extent_error_cm"] = extent_error_cm(best, target)
             ref = surface_reference(frame, target)
             if ref is not None:
                 rec["surface_error_3d_cm"] = 100.0 * float(np.linalg.norm(np.asarray(best.position) - ref))

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["IOU_CORRECT", "TILE_W", "TILE_H", "SHEET_COLS", "SHEET_MAX", "failure_tile", "summarise",
+__all__ = ["IOU_CORRECT", "TILE_W", "TILE_H", "SHEET_COLS", "SHEET_MAX", "failure_tile", "geometry_stats", "summarise",
            "format_summary", "write_report"]
 
 #: IoU with the ground-truth box for a detection to count as correct (PASCAL VOC criterion,
@@ -36,6 +36,34 @@ def _mean(values: list) -> Optional[float]:
 
 def _ratio(num: int, den: int) -> Optional[float]:
     return float(num) / den if den else None
+
+
+def _p90(values: list) -> Optional[float]:
+    return float(np.percentile(values, 90)) if values else None
+
+
+def geometry_stats(records: list) -> dict:
+    """Box and 3D figures of ``records`` (per-case dicts of ``run_evaluation``).
+
+    Returns:
+        ``iou_mean`` and ``iou_share_050`` over the cases with a present target (IoU 0 when
+        nothing was reported), ``centre_error_cm`` ``{mean, median, p90, n}`` and
+        ``extent_error_cm`` ``{mean, median, n}`` over the correct detections with a 3D
+        position / an oriented extent, ``centre_share`` = share of those positions that are
+        object centres (``position_is_centre``); ``None`` where there is no case.
+    """
+    present = [r for r in records if r["expected_found"]]
+    ious = [r["iou"] if r["iou"] is not None else 0.0 for r in present]
+    err = [r["error_3d_cm"] for r in records if r["error_3d_cm"] is not None]
+    ext = [r["extent_error_cm"] for r in records if r.get("extent_error_cm") is not None]
+    centres = [bool(r.get("position_is_centre")) for r in records if r["error_3d_cm"] is not None]
+    return {
+        "iou_mean": _mean(ious),
+        "iou_share_050": _ratio(sum(i >= IOU_CORRECT for i in ious), len(ious)),
+        "centre_error_cm": {"mean": _mean(err), "median": _median(err), "p90": _p90(err), "n": len(err)},
+        "extent_error_cm": {"mean": _mean(ext), "median": _median(ext), "n": len(ext)},
+        "centre_share": _ratio(sum(centres), len(centres)),
+    }
 
 
 def failure_tile(rgb, result, target, case) -> np.ndarray:
@@ -74,7 +102,8 @@ def summarise(records, config, random_weights, kinds, skipped, notes, encoder_na
     per_kind = {}
     for k in kinds:
         rs = [r for r in records if r["kind"] == k]
-        per_kind[k] = {"cases": len(rs), "accuracy": _ratio(sum(r["correct"] for r in rs), len(rs))}
+        per_kind[k] = {"cases": len(rs), "accuracy": _ratio(sum(r["correct"] for r in rs), len(rs)),
+                       **geometry_stats(rs)}
     errors = [r["error_3d_cm"] for r in records if r["error_3d_cm"] is not None]
     surf = [r["surface_error_3d_cm"] for r in records if r["surface_error_3d_cm"] is not None]
     return {
@@ -100,12 +129,13 @@ def summarise(records, config, random_weights, kinds, skipped, notes, encoder_na
         "median_3d_error_cm": _median(errors),
         "mean_3d_surface_error_cm": _mean(surf),
         "n_3d": len(errors),
+        **geometry_stats(records),
         "accuracy_per_kind": per_kind,
         "latency_ms_median": {k: _median(v) for k, v in sorted(stages.items())},
         "latency_ms_median_total": _median(totals),
         "notes": notes + [
-            "3D error vs the GT centre includes the offset between the visible surface the detector "
-            "reports (median depth in the box) and the object's centre (up to its half depth); the "
+            "3D error vs the GT centre: the detector reports the object's centre from its instance mask and "
+            "the support plane (position_is_centre), else the visible surface (median depth in the box); the "
             "surface error compares with the GT visible-surface point",
         ],
     }
@@ -135,19 +165,37 @@ def format_summary(summary: dict) -> str:
         lines.append(f"note: {note}")
     lines.append(f"top-1 accuracy (IoU >= {summary['iou_threshold']}): {pct(summary['top1_accuracy'])}   "
                  f"pointing accuracy (box centre inside GT box): {pct(summary['pointing_accuracy'])}")
+    lines.append(f"  {'kind':13s} {'top-1':>7s}  {'cases':>5s}  {'IoU':>5s}  {'>=0.5':>6s}  "
+                 f"{'centre err mean/median/p90':>28s}  {'extent err':>10s}")
     for k, v in summary["accuracy_per_kind"].items():
-        lines.append(f"  {k:13s} {pct(v['accuracy']):>7s}  ({v['cases']} cases)")
+        lines.append(f"  {k:13s} {pct(v['accuracy']):>7s}  {v['cases']:5d}  {_geo_columns(v)}")
     lines.append(f"'not found' precision {pct(summary['not_found_precision'])}, "
                  f"recall {pct(summary['not_found_recall'])}")
-    lines.append(f"3D error of correct detections ({summary['n_3d']}): mean {cm(summary['mean_3d_error_cm'])} "
-                 f"vs the GT centre, {cm(summary['mean_3d_surface_error_cm'])} vs the GT visible surface "
-                 "(the detector reports the visible surface, not the centre)")
+    lines.append(f"  {'all':13s} {pct(summary['top1_accuracy']):>7s}  {summary['cases']:5d}  {_geo_columns(summary)}")
+    c = summary["centre_error_cm"]
+    lines.append(f"3D error of correct detections ({summary['n_3d']}): vs the GT centre mean {cm(c['mean'])}, "
+                 f"median {cm(c['median'])}, p90 {cm(c['p90'])}; vs the GT visible surface "
+                 f"{cm(summary['mean_3d_surface_error_cm'])}; object centres (mask + support plane): "
+                 f"{pct(summary['centre_share'])}")
     lat = summary["latency_ms_median"]
     main_stages = [k for k in ("proposals", "encode_text", "encode_boxes", "color_prior", "rank", "geometry") if k in lat]
     lines.append("median latency: " + ", ".join(f"{k} {lat[k]:.1f} ms" for k in main_stages)
                  + (f"; total {summary['latency_ms_median_total']:.1f} ms"
                     if summary["latency_ms_median_total"] is not None else ""))
     return "\n".join(lines)
+
+
+def _geo_columns(v: dict) -> str:
+    """IoU mean, share >= 0.5, centre error mean/median/p90 and extent error mean of one
+    :func:`geometry_stats` dict, as fixed-width columns (cm; "-" when undefined)."""
+
+    def f(x, spec):
+        return "-" if x is None else format(x, spec)
+
+    c, e = v["centre_error_cm"], v["extent_error_cm"]
+    err = f"{f(c['mean'], '.2f')}/{f(c['median'], '.2f')}/{f(c['p90'], '.2f')} cm"
+    share = "-" if v["iou_share_050"] is None else f"{100 * v['iou_share_050']:.1f}%"
+    return f"{f(v['iou_mean'], '.3f'):>5s}  {share:>6s}  {err:>28s}  {f(e['mean'], '.2f') + ' cm':>10s}"
 
 
 def write_report(report_dir: Path, summary: dict, records: list, failure_tiles: list) -> None:
