@@ -12,14 +12,15 @@ command the text embeddings of its phrases (target, reference, negative prompts)
   (``ranking.score_boxes``: CLIP + colour prior, for the target and the reference), then the
   contenders of each phrase (their union) are re-encoded as crops and replace their dense
   rows.  With N <= ``cascade_top_k`` every box is simply cropped.  The contenders
-  (:func:`cascade_contenders`, margin ``m = cascade_margin``): the usable boxes whose fused
-  pre-rank score lies within ``m`` of the best one, at most ``cascade_top_k``.  None at all
-  when the dense ranking is *decisive*: every contender is the leader or a near-duplicate of
-  it (IoU > ``ranking.DUPLICATE_IOU``), so no other object can win within the margin, and the
-  leader's score is at least ``m`` away from ``score_threshold``, so the found / not-found
-  decision cannot flip within it either.  ``m >= 1`` is the fixed cascade: always the
-  ``cascade_top_k`` best, decisive or not.  (Only the leader's margin is checked: a spatial
-  qualifier chooses among the objects within the margin, which are all cropped.)
+  (:func:`cascade_contenders`; ``m = cascade_margin``, ``t = score_threshold``, ``s`` the best
+  usable pre-rank score): none when ``s <= t - m`` (nothing can reach the threshold within
+  the margin: not found); else the usable boxes scoring at least ``s - m``, one per object
+  (near-duplicates, IoU > ``ranking.DUPLICATE_IOU`` with a better one, dropped:
+  ``boxes.nms``), at most ``cascade_top_k``; and none again when that leaves only the
+  leader and ``s >= t + m`` (the dense ranking is *decisive*: no other object within the
+  margin, and the found decision cannot flip within it).  ``m >= 1`` is the fixed cascade:
+  always the ``cascade_top_k`` best boxes, decisive or not.  Only scores are looked at: a
+  spatial qualifier chooses among the objects within the margin, which are all cropped.
 
 Several frames (cameras): the first pass of all frames that share a mode goes through one
 ``encoder.encode_boxes_multi`` call (one batched forward); encoders without it (the test
@@ -37,7 +38,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .boxes import box_iou
+from .boxes import nms
 from .params import RankingConfig
 from .ranking import DUPLICATE_IOU, BoxSet, Query, TextEmbeddings, score_boxes
 from .types import Timings
@@ -135,20 +136,20 @@ def cascade_contenders(fused: np.ndarray, box_set: BoxSet, config: RankingConfig
         (K,) int64 box indices, best first, ``K <= cascade_top_k``; empty when the dense
         ranking is decisive (or no box is usable).
     """
-    k, m = int(config.cascade_top_k), float(config.cascade_margin)
+    k, m, t = int(config.cascade_top_k), float(config.cascade_margin), float(config.score_threshold)
     if m >= 1.0:  # the fixed cascade: the k best, as ranked
         return np.argsort(-fused, kind="stable")[:k].astype(np.int64)
     scores = np.where(box_set.usable, fused, -np.inf)
-    order = np.argsort(-scores, kind="stable")[:k]
+    order = np.argsort(-scores, kind="stable")
     order = order[np.isfinite(scores[order])]
-    if order.size == 0:
-        return order.astype(np.int64)
-    top = float(scores[order[0]])
+    top = float(scores[order[0]]) if order.size else -np.inf
+    if top <= t - m:  # nothing reaches the threshold within the margin (also: no usable box)
+        return np.zeros((0,), np.int64)
     near = order[scores[order] >= top - m]
-    others = box_iou(box_set.boxes[near], box_set.boxes[order[:1]])[:, 0] <= DUPLICATE_IOU
-    if not others.any() and abs(top - float(config.score_threshold)) >= m:
-        return near[:0].astype(np.int64)
-    return near.astype(np.int64)
+    reps = near[nms(box_set.boxes[near], scores[near] - np.arange(near.size) * 1e-9, DUPLICATE_IOU)][:k]
+    if reps.size == 1 and top >= t + m:
+        return np.zeros((0,), np.int64)
+    return reps.astype(np.int64)
 
 
 def _cascade_rerank(encoder, rgb: np.ndarray, box_set: BoxSet, dense: np.ndarray, texts: TextEmbeddings,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -150,6 +150,7 @@ class _Job:
     query: Optional[Query] = None  # set when there is a command and an image: rank it
     destination: Optional["_Job"] = None  # pick-and-place: the destination, ranked on the same proposals
     plane: Optional[placement.SupportPlane] = None  # the frame's support plane (one fit per frame)
+    exclude: Optional[Callable] = None  # "not that one": boxes -> (N,) bool of excluded objects
 
 
 class Detector:
@@ -352,6 +353,7 @@ class Detector:
         if exclude is not None and len(boxes):
             keep = ~np.asarray(exclude(boxes), dtype=bool).reshape(len(boxes))
             boxes, objectness = boxes[keep], objectness[keep]
+            job.exclude = exclude
         result.proposals, result.objectness = boxes, objectness
         job.query = self.query(parsed, cfg.ranking)
         return job
@@ -376,7 +378,16 @@ class Detector:
             for det, i in zip(ranked.detections, ranked.order):  # for tracking (tracking.py)
                 det.embedding = emb[int(i)]
             job.result.timings.add("rank", shared_ms + (time.perf_counter() - t1) * 1e3)
-            job.result.detections = _locate(list(ranked.detections), job)
+            job.result.detections = _exclude(_locate(list(ranked.detections), job), job.exclude)
+
+
+def _exclude(detections: list, exclude: Optional[Callable]) -> list:
+    """Drop detections whose final box (after segmentation: the mask's tight box) is an excluded
+    object: a proposal covering part of an excluded object can grow into all of it."""
+    if exclude is None or not detections:
+        return detections
+    gone = np.asarray(exclude(np.stack([d.box for d in detections]).astype(np.float32)), dtype=bool)
+    return [d for d, out in zip(detections, gone.reshape(len(detections))) if not out]
 
 
 def _texts_per_frame(encoder, jobs: Sequence[_Job], sets: Sequence) -> list:

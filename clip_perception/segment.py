@@ -4,7 +4,9 @@ With depth + K the object is segmented from its support surface (:class:`placeme
 the pixels of the box, grown by :data:`BOX_GROWTH` of its size on each side, whose points stand
 more than :data:`placement.OBJECT_MIN_HEIGHT` above the plane, cut along depth discontinuities
 (neighbouring depths more than :data:`EDGE_JUMP` apart, relative to the depth), and the
-8-connected component that covers most of the box's central half.  Without depth the mask is
+8-connected component that covers most of the box's central half (a component that reaches
+the side of that window is searched again in a larger window, :data:`MAX_REGROW`, so a small
+proposal on a large object yields the whole object).  Without depth the mask is
 OpenCV's GrabCut (Rother, Kolmogorov & Blake, SIGGRAPH 2004) seeded with the box, run on the
 box's crop downscaled to at most :data:`GRABCUT_MAX_SIDE` pixels (its cost follows that size,
 not the image's).
@@ -50,7 +52,9 @@ GRABCUT_GROWTH = 0.15
 #: GrabCut iterations without depth.
 GRABCUT_ITERATIONS = 2
 #: GrabCut runs on the crop downscaled so that its longest side is at most this [pixels].
-GRABCUT_MAX_SIDE = 80
+GRABCUT_MAX_SIDE = 64
+#: A depth mask cut by its window is searched again in a larger window at most this often.
+MAX_REGROW = 3
 #: Fewest mask points with valid depth for a centre / extent estimate.
 MIN_POINTS = 10
 
@@ -172,27 +176,24 @@ def grown_box(box, width: int, height: int, growth: float = BOX_GROWTH) -> np.nd
 
 
 def _depth_edges(depth: np.ndarray) -> np.ndarray:
-    """(H, W) bool: pixels next to a depth jump larger than EDGE_JUMP * z."""
-    d = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
+    """(H, W) bool: pixels next to a depth jump larger than EDGE_JUMP * z (or next to invalid depth)."""
+    d = np.asarray(depth, np.float32)
+    d = np.where(np.isfinite(d) & (d > 0), d, np.nan)
     edges = np.zeros(d.shape, bool)
-    for axis in (0, 1):
-        diff = np.abs(np.diff(d, axis=axis))
-        ref = np.fmin(np.delete(d, -1, axis=axis), np.delete(d, 0, axis=axis))
-        jump = ~(diff <= EDGE_JUMP * ref)  # NaN counts as a jump
-        if axis == 0:
-            edges[:-1] |= jump
-            edges[1:] |= jump
-        else:
-            edges[:, :-1] |= jump
-            edges[:, 1:] |= jump
+    with np.errstate(invalid="ignore"):
+        for a, b in (((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+                     ((slice(None), slice(None, -1)), (slice(None), slice(1, None)))):
+            jump = ~(np.abs(d[a] - d[b]) <= EDGE_JUMP * np.fmin(d[a], d[b]))  # NaN counts as a jump
+            edges[a] |= jump
+            edges[b] |= jump
     return edges
 
 
-def _depth_crop(depth: np.ndarray, K, box, plane: SupportPlane) -> Optional[InstanceMask]:
-    """:func:`depth_mask` as an :class:`InstanceMask` with its points; None when empty."""
-    d = np.asarray(depth)
+def _component(d: np.ndarray, K, box, plane: SupportPlane, growth: float):
+    """The above-plane component voted by the box's central half, in the box grown by ``growth``:
+    ``(window (xa, ya, xb, yb), crop (h, w) bool, points (h, w, 3))`` or None."""
     h, w = d.shape
-    xa, ya, xb, yb = (int(v) for v in grown_box(box, w, h))
+    xa, ya, xb, yb = (int(v) for v in grown_box(box, w, h, growth))
     if xb <= xa or yb <= ya:
         return None
     pts = crop_points(d, K, xa, ya, xb, yb)
@@ -209,7 +210,33 @@ def _depth_crop(depth: np.ndarray, K, box, plane: SupportPlane) -> Optional[Inst
     votes[0] = 0
     if votes.max() == 0:
         return None
-    crop = labels == int(np.argmax(votes))
+    return (xa, ya, xb, yb), labels == int(np.argmax(votes)), pts
+
+
+def _cut_by_window(window, crop: np.ndarray, width: int, height: int) -> bool:
+    """Whether the component reaches a side of its window that is not the image's border."""
+    xa, ya, xb, yb = window
+    return bool((xa > 0 and crop[:, 0].any()) or (ya > 0 and crop[0].any())
+                or (xb < width and crop[:, -1].any()) or (yb < height and crop[-1].any()))
+
+
+def _depth_crop(depth: np.ndarray, K, box, plane: SupportPlane) -> Optional[InstanceMask]:
+    """:func:`depth_mask` as an :class:`InstanceMask` with its points; None when empty.
+
+    A component cut by its window (a proposal on a small part of a large object) is found
+    again in a window grown twice as much, up to :data:`MAX_REGROW` times."""
+    d = np.asarray(depth)
+    h, w = d.shape
+    growth = BOX_GROWTH
+    found = _component(d, K, box, plane, growth)
+    for _ in range(MAX_REGROW):
+        if found is None or not _cut_by_window(found[0], found[1], w, h):
+            break
+        growth = 2.0 * growth + 0.5
+        found = _component(d, K, box, plane, growth)
+    if found is None:
+        return None
+    (xa, ya, _, _), crop, pts = found
     vs, us = np.nonzero(crop)  # every mask pixel stands above the plane: its depth is valid
     return InstanceMask((xa, ya), crop, (h, w), "depth", points=pts[vs, us].astype(np.float32),
                         pixels=np.stack([us + xa, vs + ya], axis=1).astype(np.int32))

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     finally:
         scene.close()
     config = make_config({"pretrained": "none", "device": "cpu", "color_prior_weight": 1.0, "warmup": False,
-                          "top_k": 3})
+                          "top_k": 3, "score_threshold": 0.0})
     result = Detector(config.detector).detect(frame.rgb, COMMAND, depth=frame.depth, K=frame.K)
     best = result.best
     title = f"{COMMAND}: {result.summary()}"

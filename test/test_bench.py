@@ -10,7 +10,10 @@ Correctness only -- no assertion is about timing (the figures live in the bench 
 * the crop backends (Pillow, torchvision) and their parity with open_clip's ``preprocess``
   are tested in ``test_crops.py`` (not repeated here);
 * proposals are padded / capped to exactly ``--proposals`` boxes;
-* ``bench --frames 3 --json`` (small settings) emits every field of the report;
+* ``bench --frames 3 --json`` (small settings, tiny peers) emits every field of the report, the levers'
+  and the OWL-ViT / OWLv2 peer rows and ``speedup_vs_peer``;
+* the peers (``bench_peers``): the transformers configs are the published sizes, the processor's
+  resize / pad and box scaling;
 * ``--age-run`` measures detections' age through the in-process node.
 """
 
@@ -86,20 +89,29 @@ def gt_box(frame, name: str = "red ball") -> np.ndarray:
 
 @pytest.mark.parametrize("scene_name", list(CLEAR_SCENES))
 def test_detector_modes_same_top1_as_crop_on_clear_scene(clear_frames, scene_name):
-    """Detector (own proposals) in crop, dense and cascade mode: same top-1 box, on the red ball, with 3D."""
+    """Detector (own proposals) in crop, dense, cascade and fixed cascade (cascade_margin 1) mode: same top-1 box,
+    on the red ball, with 3D; the adaptive cascade crops at most cascade_top_k boxes, the fixed one exactly k."""
     fr = clear_frames[scene_name]
     best = {}
-    for mode in OUR_MODES:
+    for mode in OUR_MODES + ("cascade_fixed",):
         enc = ColorTestEncoder()
-        det = Detector(make_config({"pretrained": "none", "device": "cpu", "mode": mode}), encoder=enc)
+        values = {"pretrained": "none", "device": "cpu", "mode": mode.split("_")[0]}
+        if mode == "cascade_fixed":
+            values["cascade_margin"] = 1.0
+        det = Detector(make_config(values), encoder=enc)
         res = det.detect(fr.rgb, COMMAND, depth=fr.depth, K=fr.K)
-        assert res.mode == mode and res.found, (mode, res.notes)
+        assert res.mode == values["mode"] and res.found, (mode, res.notes)
         best[mode] = res.best
-        if mode == "cascade":
-            assert enc.modes[:2] == ["dense", "crop"]  # dense pre-rank, then crops of the best
+        n = len(res.proposals)
+        assert n > 10  # more proposals than cascade_top_k: the cascade starts dense
+        if mode == "cascade_fixed":
+            assert enc.modes == ["dense", "crop"] and enc.calls["boxes_encoded"] == n + 10
+        elif mode == "cascade":
+            assert enc.modes[0] == "dense" and set(enc.modes) <= {"dense", "crop"}
+            assert n <= enc.calls["boxes_encoded"] <= n + 10
         else:
             assert set(enc.modes) == {mode}
-    for mode in OUR_MODES:
+    for mode in OUR_MODES + ("cascade_fixed",):
         assert np.array_equal(best[mode].box, best["crop"].box), mode
     assert box_iou(best["crop"].box[None], gt_box(fr)[None])[0, 0] >= 0.5
     (ball,) = fr.find("red ball")
@@ -219,6 +231,55 @@ def test_parse_modes():
         bench.parse_modes("crop,tiles")
 
 
+def test_parse_peers_and_levers():
+    """'all' / 'none' / lists of peers and levers, in run order; unknown names raise."""
+    assert bench.parse_peers("all") == ["owlvit_b32", "owlv2_b16"] and bench.parse_peers("none") == []
+    assert bench.parse_peers("owlv2_b16,owlvit_b32") == ["owlvit_b32", "owlv2_b16"]
+    assert bench.parse_levers("all") == ["cascade_fixed", "cascade_int8"] and bench.parse_levers("none") == []
+    with pytest.raises(ValueError):
+        bench.parse_peers("yolo")
+    with pytest.raises(ValueError):
+        bench.parse_levers("fp16")
+
+
+def test_peer_configs_are_the_published_models():
+    """transformers' OwlViTConfig() is B/32 at 768 px and Owlv2Config() B/16 (the bench sets 960 px)."""
+    transformers = pytest.importorskip("transformers")
+    v1, v2 = transformers.OwlViTConfig().vision_config, transformers.Owlv2Config().vision_config
+    assert (v1.patch_size, v1.image_size, v1.hidden_size, v1.num_hidden_layers) == (32, 768, 768, 12)
+    assert (v2.patch_size, v2.hidden_size, v2.num_hidden_layers) == (16, 768, 12)
+    assert bench.PEER_SPECS["owlvit_b32"].image_size == 768 and bench.PEER_SPECS["owlv2_b16"].image_size == 960
+
+
+@pytest.mark.parametrize("name", ["owlvit_b32", "owlv2_b16"])
+def test_peer_processor_and_detections(clear_frames, name):
+    """Tiny peer: OWL-ViT stretches the frame to the square input, OWLv2 pads it (grey 0.5) first; boxes come
+    back in frame pixels inside the frame; stages are accounted."""
+    pytest.importorskip("transformers")
+    from clip_perception.tools.bench_peers import CLIP_MEAN, CLIP_STD
+
+    peer = bench.PeerDetector(name, tiny=True)
+    fr = clear_frames["ball_left_of_cube_and_cup"]
+    x, scale = peer.preprocess(fr.rgb)
+    assert tuple(x.shape) == (1, 3, 64, 64) and x.dtype == torch.float32
+    if name == "owlv2_b16":
+        assert scale == (float(W), float(W))  # the 320 x 240 frame padded to 320 x 320
+        grey = [(0.5 - m) / s for m, s in zip(CLIP_MEAN, CLIP_STD)]  # bottom rows: padding only
+        np.testing.assert_allclose(x[0, :, -1, :].mean(dim=1).numpy(), grey, atol=1e-4)
+    else:
+        assert scale == (float(W), float(H))
+    stages: dict = {}
+    dets = peer.detect(fr.rgb, ["red ball"], 0.0, 5, stages)
+    patches = (64 // peer.model.config.vision_config.patch_size) ** 2  # one box per patch: 4 (B/32), 16 (B/16)
+    assert len(dets) == min(5, patches) and set(stages) == {"crop_preprocess", "image_encode", "ranking"}
+    assert [d.score for d in dets] == sorted((d.score for d in dets), reverse=True)
+    for d in dets:
+        assert d.box.dtype == np.float32 and np.all(d.box >= 0) and d.box[2] <= W and d.box[3] <= H
+        assert 0.0 <= d.score <= 1.0
+    ids, mask = peer.tokens(["red ball"])
+    assert ids.shape == (1, 16) and int(mask.sum()) == 8  # <sot> a photo of a red ball <eot>
+
+
 def test_naive_baseline_scores_every_box_with_text_reencoded(clear_frames, clip_encoder):
     """Naive baseline: one probability per box, text encoded per call, stages accounted."""
     fr = clear_frames["ball_left_of_cube_and_cup"]
@@ -251,9 +312,10 @@ def _run_bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 
 def test_bench_json_report_has_every_field():
-    """`bench --frames 3 --json` (small settings) -> JSON with results per mode, speed-ups, config, proposals."""
+    """`bench --frames 3 --json` (small settings, tiny peers) -> JSON with results per mode, lever and peer,
+    speed-ups against naive and the peers, config, proposals."""
     proc = _run_bench("--frames", "3", "--json", "--proposals", "20", "--naive-frames", "1",
-                      "--width", "320", "--height", "240", "--device", "cpu")
+                      "--width", "320", "--height", "240", "--device", "cpu", "--tiny-peers")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rep = json.loads(proc.stdout)
     assert "end-to-end" in proc.stderr and "speed-up vs naive" in proc.stderr  # the table goes to stderr
@@ -268,7 +330,10 @@ def test_bench_json_report_has_every_field():
     assert cfg["proposals"] == 20 and cfg["frames"] == 3 and cfg["naive_frames"] == 1 and cfg["torch_threads"] >= 1
 
     results = {r["mode"]: r for r in rep["results"]}
-    assert list(results) == ["naive", "crop", "dense", "cascade"]
+    rows = ["naive", "crop", "dense", "cascade", "cascade_fixed", "cascade_int8", "owlvit_b32", "owlv2_b16"]
+    assert list(results) == rows
+    assert cfg["levers"] == ["cascade_fixed", "cascade_int8"] and set(cfg["peers"]) == {"owlvit_b32", "owlv2_b16"}
+    assert cfg["cascade_margin"] == 0.1 and rep["default_mode"] == "cascade"
     for mode, r in results.items():
         assert r["frames"] == (1 if mode == "naive" else 3)
         for key in ("fps", "p50_ms", "p90_ms", "peak_rss_mb", "crops_per_s"):
@@ -281,17 +346,27 @@ def test_bench_json_report_has_every_field():
             assert set(v) == {"p50", "p90"} and all(isinstance(x, float) and x >= 0 for x in v.values()), stage
         assert r["stages_ms"]["image_encode"]["p50"] > 0 and r["stages_ms"]["decode"]["p50"] > 0
         assert "cuda_peak_mb" not in r  # CPU run
+        # peers run no proposals; ours are charged the same proposal time
+        assert (r["stages_ms"]["proposals"]["p50"] == 0) == (mode in ("owlvit_b32", "owlv2_b16"))
     assert results["naive"]["stages_ms"]["text_encode"]["p50"] > 0  # re-encoded every frame
     assert results["naive"]["crops_encoded_per_frame"] == 20 and results["crop"]["crops_encoded_per_frame"] == 20
-    assert results["dense"]["crops_encoded_per_frame"] == 0 and results["cascade"]["crops_encoded_per_frame"] == 10
+    assert results["dense"]["crops_encoded_per_frame"] == 0 and results["cascade_fixed"]["crops_encoded_per_frame"] == 10
+    assert 0 <= results["cascade"]["crops_encoded_per_frame"] <= 10
+    assert results["owlvit_b32"]["crops_encoded_per_frame"] == results["owlv2_b16"]["crops_encoded_per_frame"] == 0
 
     sp = rep["speedup_vs_naive"]
-    assert set(sp) == {"naive", "crop", "dense", "cascade"}
-    assert sp["naive"] == pytest.approx(1.0)
+    assert set(sp) == set(rows) | {"default"}
+    assert sp["naive"] == pytest.approx(1.0) and sp["default"] == sp["cascade"]
     assert all(isinstance(v, float) and v > 0 for v in sp.values())
     assert sp["crop"] == pytest.approx(results["crop"]["fps"] / results["naive"]["fps"])
     for key in ("best_frame_speedup_vs_naive", "cpu_time_speedup_vs_naive"):
-        assert set(rep[key]) == set(sp) and all(isinstance(v, float) and v > 0 for v in rep[key].values())
+        assert set(rep[key]) == set(rows) and all(isinstance(v, float) and v > 0 for v in rep[key].values())
+    spp = rep["speedup_vs_peer"]
+    assert set(spp) == {"owlvit_b32", "owlv2_b16"}
+    for peer, per in spp.items():
+        assert set(per) == set(rows[:6]) | {"default"} and per["default"] == per["cascade"]
+        assert per["dense"] == pytest.approx(results["dense"]["fps"] / results[peer]["fps"])
+    assert "speed-up vs owlvit_b32" in proc.stderr and "OWL-ViT B/32 @ 768 px" in proc.stderr
 
     pm = rep["proposal_methods_ms"]
     assert {"selective_search", "contours", "depth", "total"} <= set(pm)

@@ -21,7 +21,9 @@ proposal methods are used to make the known answer "the ball's box".
 Scene: sim seed 43 with 6 objects holds a red ball (radius 3.6 cm) and no other red
 object (found by scanning ``sim.scene.default_object_specs``).
 
-3D reference point: the node reports the *visible surface* of the object (median depth
+3D reference point: with a support plane the node reports the object's *centre* (instance
+mask + table plane, ``position_is_centre``; checked within 2 cm of the GT centre).  Without
+one it reports the *visible surface* of the object (median depth
 in the box, back-projected through the box centre; ``geometry.box_position``).  The
 ground truth gives the ball's centre ``c`` and radius ``r``; the reference is the point
 of the sphere nearest the camera on the line of sight to its centre,
@@ -222,6 +224,10 @@ def check_red_ball(msg, ball: dict) -> None:
     assert best.has_position
     p = np.array([best.position.x, best.position.y, best.position.z])
     r = ball["size"][0] / 2.0
+    if best.position_is_centre:  # the ball's centre from its mask and the table plane (segment.py)
+        err = float(np.linalg.norm(p - np.asarray(ball["center_optical"])))
+        assert err <= POSITION_TOL_M, f"position {p} is {100 * err:.1f} cm from the GT centre"
+        return
     err = float(np.linalg.norm(p - front_point(ball["center_optical"], r)))
     assert err <= POSITION_TOL_M, f"position {p} is {100 * err:.1f} cm from the GT visible-surface point"
     assert float(np.linalg.norm(p - np.asarray(ball["center_optical"]))) <= r + POSITION_TOL_M

@@ -81,19 +81,103 @@ def _prepared(img, boxes, text, config):
 
 
 def test_cascade_mode_dense_then_crop():
-    """Case: cascade encodes all proposals densely, then re-encodes the cascade_top_k best as crops; same answer."""
+    """Case: the fixed cascade (cascade_margin 1) encodes all proposals densely, then re-encodes the cascade_top_k
+    best as crops; same answer."""
     img, boxes = scene(THREE)
     rng = np.random.default_rng(1)
     xy = rng.uniform(0, 400, (25, 2))
     boxes = np.concatenate([boxes, np.concatenate([xy, xy + 40], 1).astype(np.float32)])
     enc = ColorTestEncoder()
-    res = rank(img, boxes, None, cmd("the leftmost red block"), enc, cfg(mode="cascade", cascade_top_k=5))
+    res = rank(img, boxes, None, cmd("the leftmost red block"), enc, cfg(mode="cascade", cascade_top_k=5,
+                                                                        cascade_margin=1.0))
     assert enc.modes == ["dense", "crop"]
     assert enc.calls["boxes_encoded"] == len(boxes) + 5
     assert res.mode == "cascade" and best_index(res, boxes) == 0
     enc2 = ColorTestEncoder()
-    rank(img, boxes, None, cmd("the cup next to the red block"), enc2, cfg(mode="cascade", cascade_top_k=5))
+    rank(img, boxes, None, cmd("the cup next to the red block"), enc2, cfg(mode="cascade", cascade_top_k=5,
+                                                                         cascade_margin=1.0))
     assert 5 <= enc2.calls["boxes_encoded"] - len(boxes) <= 10  # union of target and reference top-k
+
+
+def _box_set(boxes, usable=None):
+    boxes = np.asarray(boxes, np.float32)
+    usable = np.ones(len(boxes), bool) if usable is None else np.asarray(usable, bool)
+    return ranking.BoxSet(boxes=boxes, objectness=np.zeros(len(boxes), np.float32), usable=usable,
+                          color_target=None, color_reference=None, image_shape=(H, W))
+
+
+# three objects (A, B, C) and a near-duplicate of A (IoU 0.81 with A)
+OBJECTS = [[100, 100, 200, 200], [300, 100, 400, 200], [500, 300, 600, 400], [105, 105, 205, 205]]
+
+
+@pytest.mark.parametrize("fused,threshold,k,expected", [
+    ([0.90, 0.20, 0.10, 0.85], 0.5, 10, []),          # decisive: only A (and its duplicate) within 0.1, far above t
+    ([0.30, 0.20, 0.10, 0.25], 0.5, 10, []),          # decisive not-found: 0.30 <= t - m
+    ([0.55, 0.20, 0.10, 0.50], 0.5, 10, [0]),         # only A, but within m of t: A is cropped (duplicate not)
+    ([0.90, 0.85, 0.83, 0.88], 0.5, 10, [0, 1, 2]),   # three objects within m: one crop each, best first
+    ([0.90, 0.85, 0.83, 0.88], 0.5, 2, [0, 1]),       # ... at most cascade_top_k
+    ([0.90, 0.85, 0.83, 0.88], 0.0, 10, [0, 1, 2]),
+])
+def test_cascade_contenders_adaptive(fused, threshold, k, expected):
+    """Case: cascade_contenders with margin 0.1 (the default): decisive rankings need no crops; otherwise one
+    crop per object within the margin of the best, best first, at most k (rule in embed's docstring)."""
+    config = cfg(mode="cascade", cascade_top_k=k, cascade_margin=0.1, score_threshold=threshold)
+    got = embed.cascade_contenders(np.array(fused, np.float32), _box_set(OBJECTS), config)
+    assert got.dtype == np.int64 and got.tolist() == expected
+
+
+def test_cascade_contenders_fixed_and_unusable():
+    """Case: margin 1 = the fixed cascade (the k best, duplicates included); unusable boxes are never contenders."""
+    fused = np.array([0.90, 0.20, 0.10, 0.85], np.float32)
+    fixed = embed.cascade_contenders(fused, _box_set(OBJECTS), cfg(cascade_top_k=3, cascade_margin=1.0))
+    assert fixed.tolist() == [0, 3, 1]
+    got = embed.cascade_contenders(np.array([0.90, 0.85, 0.83, 0.88], np.float32),
+                                   _box_set(OBJECTS, usable=[False, True, True, True]),
+                                   cfg(cascade_margin=0.1, score_threshold=0.5))
+    assert got.tolist() == [3, 1, 2]  # the duplicate of A stands for A; A itself is unusable
+    assert embed.cascade_contenders(fused, _box_set(OBJECTS, usable=[False] * 4), cfg()).size == 0
+
+
+def test_adaptive_cascade_decisive_frame_needs_no_crops():
+    """Case: one red block among grey table boxes (more than k): the default cascade encodes densely only and
+    answers like crop mode; an absent colour is not found without crops either; three red blocks are cropped."""
+    img, boxes = scene([THREE[0]])
+    boxes = np.concatenate([boxes, boxes[:1] + 2, np.array([[400, 50, 460, 110], [20, 300, 80, 360]], np.float32)])
+    answers = {}
+    for mode in ("crop", "cascade"):
+        enc = ColorTestEncoder()
+        res = rank(img, boxes, None, cmd("the red block"), enc, cfg(mode=mode, cascade_top_k=3))
+        answers[mode] = best_index(res, boxes)
+        assert enc.modes == ([mode] if mode == "crop" else ["dense"])
+    assert answers["cascade"] == answers["crop"] in (0, 4)
+    enc = ColorTestEncoder()
+    res = rank(img, boxes, None, cmd("the blue block"), enc, cfg(mode="cascade", cascade_top_k=3))
+    assert not res.detections and enc.modes == ["dense"]
+    img3, boxes3 = scene(THREE)
+    enc = ColorTestEncoder()
+    rank(img3, boxes3, None, cmd("the leftmost red block"), enc, cfg(mode="cascade", cascade_top_k=5))
+    assert enc.modes == ["dense", "crop"] and enc.calls["boxes_encoded"] == len(boxes3) + 3
+
+
+def test_int8_encoder_embeddings_within_cosine_0999_of_fp32():
+    """Case: quantize_int8 (ViT-B-32, random weights, same seed): crop and dense embeddings within cosine
+    0.999 of fp32; the MLP layers are int8, attention stays fp32 (the MaskCLIP value path reads it)."""
+    import torch
+    from clip_perception.encoder import ClipEncoder
+
+    torch.manual_seed(0)
+    fp32 = ClipEncoder("ViT-B-32", pretrained="none", device="cpu")
+    torch.manual_seed(0)
+    int8 = ClipEncoder("ViT-B-32", pretrained="none", device="cpu", quantize_int8=True)
+    block = int8.model.visual.transformer.resblocks[0]
+    assert type(block.mlp.c_fc).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    assert isinstance(block.attn, torch.nn.MultiheadAttention) and block.attn.in_proj_weight.dtype == torch.float32
+    rgb = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    boxes = np.array([[10, 10, 100, 120], [50, 60, 300, 200], [0, 0, 320, 240], [200, 100, 260, 180]], np.float32)
+    for mode in ("crop", "dense"):
+        a, b = fp32.encode_boxes(rgb, boxes, mode), int8.encode_boxes(rgb, boxes, mode)
+        cos = (a * b).sum(1)
+        assert np.all(cos >= 0.999) and not np.array_equal(a, b), (mode, cos)
 
 
 @pytest.mark.parametrize("mode,expected", [("crop", ["crop"]), ("dense", ["dense"]), ("auto", ["dense", "crop"])])

@@ -159,3 +159,21 @@ def test_cli_with_random_weights_says_so_and_writes_summary(tmp_path, capsys):
     assert summary["random_weights"] is True and summary["color_prior_weight"] == 1.0
     assert summary["encoder"] == "ClipEncoder" and summary["cases"] == 2
     assert summary["accuracy_per_kind"]["absent"]["accuracy"] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_conversation_kinds_have_known_answers_and_are_reported_per_kind():
+    """pick_place, stop and correction cases (evaluate_dialogue) on seeded scenes with the colour
+    test encoder: every case is answered correctly, the per-kind figures are reported, and the
+    place point lies within 2 cm of the destination's top centre."""
+    summary = run_evaluation(4, 5, {"pretrained": "none"}, encoder=ColorTestEncoder(),
+                             kinds=["pick_place", "stop", "correction"], progress=False)
+    per_kind = summary["accuracy_per_kind"]
+    assert set(per_kind) == {"pick_place", "stop", "correction"}
+    assert per_kind["correction"]["cases"] == 4 and per_kind["correction"]["accuracy"] == 1.0  # one per scene
+    assert per_kind["stop"]["cases"] >= 3 and per_kind["stop"]["accuracy"] == 1.0  # layouts with a unique colour
+    assert per_kind["pick_place"]["cases"] >= 2 and per_kind["pick_place"]["accuracy"] == 1.0
+    place = per_kind["pick_place"]["place_error_cm"]
+    assert place["n"] == per_kind["pick_place"]["cases"] and place["p90"] < 2.0
+    assert "place point vs the destination's top centre" in evaluate.format_summary(summary)

@@ -171,3 +171,134 @@ def test_camera_info_msg_fields():
     assert why == "" and model.family == "fisheye"
     with pytest.raises(ValueError):
         messages.camera_info_msg(np.eye(2), W, H)
+
+
+# ---------------------------------------------------------------------------- grasp-ready outputs (issue 14)
+def _segmented_result():
+    """A detection with a 3x2-pixel mask at (12, 21) in a 40x30 image, two of its points with depth, a
+    centre, an oriented extent and a 90-degree rotation about the optical z axis."""
+    from clip_perception.segment import InstanceMask
+
+    crop = np.array([[True, True, False], [False, True, True]])
+    mask = InstanceMask(offset=(12, 21), crop=crop, image_size=(30, 40), method="depth",
+                        points=np.array([[0.1, 0.2, 1.0], [-0.25, 0.5, 2.0]], np.float32),
+                        pixels=np.array([[12, 21], [14, 22]], np.int32))
+    s = np.sqrt(0.5)
+    det = Detection(label="red box", score=0.9, confidence=0.8, box=np.array([12, 21, 15, 23], np.float32),
+                    position=np.array([0.1, 0.2, 1.0]), size=np.array([0.12, 0.05, 0.04]), clip_score=0.7,
+                    proposal_box=np.array([10.0, 20.0, 18.0, 26.0], np.float32),
+                    orientation=np.array([0.0, 0.0, s, s]), position_is_centre=True, mask=mask, track_id=7)
+    parse = parse_command("pick up the red box")
+    return FrameResult(command=parse.first, parse=parse, detections=[det])
+
+
+def test_detection_fields_proposal_roi_centre_flag_and_orientation():
+    """Case: roi = the mask's tight box, proposal_roi = the ranked proposal, position_is_centre, orientation,
+    and target_pose / the CUBE marker carry the orientation; without one: identity (w = 1)."""
+    header = Header(stamp=STAMP, frame_id=FRAME)
+    res = _segmented_result()
+    d = messages.to_detection_array(res, header, "pick up the red box").detections[0]
+    assert (d.roi.x_offset, d.roi.y_offset, d.roi.width, d.roi.height) == (12, 21, 3, 2)
+    assert (d.proposal_roi.x_offset, d.proposal_roi.y_offset, d.proposal_roi.width, d.proposal_roi.height) == \
+        (10, 20, 8, 6)
+    assert d.position_is_centre is True
+    s = float(np.sqrt(0.5))
+    assert (d.orientation.x, d.orientation.y, d.orientation.z, d.orientation.w) == (0.0, 0.0, s, s)
+    pose = messages.to_pose(res, header)
+    assert (pose.pose.orientation.z, pose.pose.orientation.w) == (s, s)
+    cube = messages.to_markers(res, header).markers[1]
+    assert cube.type == Marker.CUBE and (cube.pose.orientation.z, cube.pose.orientation.w) == (s, s)
+    assert (cube.scale.x, cube.scale.y, cube.scale.z) == pytest.approx((0.12, 0.05, 0.04))
+    plain = messages.detection_to_msg(_result().detections[0])
+    assert not plain.position_is_centre and plain.orientation.w == 1.0
+    assert (plain.proposal_roi.x_offset, plain.proposal_roi.width) == (plain.roi.x_offset, plain.roi.width)
+
+
+def test_target_mask_is_mono8_full_size_with_the_image_header():
+    from clip_perception import messages_3d
+
+    header = Header(stamp=STAMP, frame_id=FRAME)
+    msg = messages_3d.to_target_mask(_segmented_result(), header, (30, 40))
+    assert (msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian) == ("mono8", 30, 40, 40, 0)
+    assert msg.header.stamp == STAMP and msg.header.frame_id == FRAME
+    img = np.frombuffer(bytes(msg.data), np.uint8).reshape(30, 40)
+    want = np.zeros((30, 40), np.uint8)
+    want[21, 12:14] = want[22, 13:15] = 255
+    np.testing.assert_array_equal(img, want)
+    empty = messages_3d.to_target_mask(_result(), header, (30, 40))  # no mask: all zero, same size
+    assert bytes(empty.data) == bytes(30 * 40)
+
+
+def test_target_cloud_has_xyz_rgb_fields_packed_as_pcl():
+    """Case: two mask points -> PointCloud2 x, y, z, rgb FLOAT32 at offsets 0/4/8/12, point_step 16, width 2,
+    the points' metres and the colours of their pixels packed 0x00RRGGBB; no target -> width 0."""
+    from sensor_msgs.msg import PointField
+
+    from clip_perception import messages_3d
+
+    header = Header(stamp=STAMP, frame_id=FRAME)
+    rgb = np.zeros((30, 40, 3), np.uint8)
+    rgb[21, 12] = (255, 16, 1)
+    rgb[22, 14] = (0, 128, 255)
+    msg = messages_3d.to_target_cloud(_segmented_result(), header, rgb)
+    assert msg.header.stamp == STAMP and msg.header.frame_id == FRAME
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == \
+        [("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1), ("z", 8, PointField.FLOAT32, 1),
+         ("rgb", 12, PointField.FLOAT32, 1)]
+    assert (msg.height, msg.width, msg.point_step, msg.row_step, msg.is_dense, msg.is_bigendian) == \
+        (1, 2, 16, 32, True, False)
+    data = np.frombuffer(bytes(msg.data), np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")]))
+    np.testing.assert_array_equal(np.stack([data["x"], data["y"], data["z"]], 1),
+                                  np.array([[0.1, 0.2, 1.0], [-0.25, 0.5, 2.0]], np.float32))
+    assert data["rgb"].tolist() == [0xFF1001, 0x0080FF]
+    none = messages_3d.to_target_cloud(_result(), header, rgb)
+    assert (none.width, len(none.data)) == (0, 0)
+
+
+def _vision_stand_ins():
+    """Stand-ins with the Humble layout of vision_msgs (Detection3DArray / Detection3D / BoundingBox3D /
+    ObjectHypothesisWithPose), built from real geometry_msgs types: vision_msgs is not installed here."""
+    from types import SimpleNamespace
+
+    from geometry_msgs.msg import Pose, PoseWithCovariance, Vector3
+
+    class Hyp:
+        def __init__(self):
+            self.hypothesis = SimpleNamespace(class_id="", score=0.0)
+            self.pose = PoseWithCovariance()
+
+    class Det3D:
+        def __init__(self):
+            self.header = Header()
+            self.results = []
+            self.bbox = SimpleNamespace(center=Pose(), size=Vector3())
+            self.id = ""
+
+    class Arr:
+        def __init__(self):
+            self.header = Header()
+            self.detections = []
+
+    return SimpleNamespace(Detection3DArray=Arr, Detection3D=Det3D, ObjectHypothesisWithPose=Hyp)
+
+
+def test_detection3d_array_with_stand_ins_and_none_without_vision_msgs():
+    from clip_perception import messages_3d
+
+    header = Header(stamp=STAMP, frame_id=FRAME)
+    res = _segmented_result()
+    res.detections.append(_result().detections[0])  # no 3D position: not in the array
+    arr = messages_3d.to_detection3d_array(res, header, _vision_stand_ins())
+    assert arr.header.stamp == STAMP and arr.header.frame_id == FRAME and len(arr.detections) == 1
+    d = arr.detections[0]
+    assert d.header.frame_id == FRAME and d.id == "7"
+    c = d.bbox.center
+    assert (c.position.x, c.position.y, c.position.z) == (0.1, 0.2, 1.0)
+    s = float(np.sqrt(0.5))
+    assert (c.orientation.x, c.orientation.y, c.orientation.z, c.orientation.w) == (0.0, 0.0, s, s)
+    assert (d.bbox.size.x, d.bbox.size.y, d.bbox.size.z) == (0.12, 0.05, 0.04)
+    (hyp,) = d.results
+    assert (hyp.hypothesis.class_id, hyp.hypothesis.score) == ("red box", pytest.approx(0.8))
+    assert hyp.pose.pose.position.z == 1.0
+    if not messages.HAVE_VISION_MSGS:
+        assert messages_3d.to_detection3d_array(res, header) is None

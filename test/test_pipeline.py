@@ -199,3 +199,70 @@ def test_clip_encoder_on_mujoco_render(sim_frame, clip_encoder, mode):
     for d in res.detections:
         if d.mask is not None:
             assert d.box.tolist() == d.mask.box.tolist()
+
+
+# ---------------------------------------------------------------------------- masks and object centres (issue 14)
+SEG_OBJECTS = [
+    dict(shape="box", color="blue", xy=(0.05, 0.08), size=(0.07, 0.04, 0.02), yaw=0.5, name="blue box"),
+    dict(shape="ball", color="red", xy=(-0.10, -0.05), size=(0.035,), name="red ball"),
+    dict(shape="cube", color="yellow", xy=(-0.05, 0.20), size=(0.03, 0.03, 0.03), yaw=-0.3, name="yellow cube"),
+]
+
+
+@pytest.fixture(scope="module")
+def seg_frame():
+    from clip_perception.sim.scene import make_scene
+
+    scene = make_scene(objects=SEG_OBJECTS)
+    try:
+        return scene.render()
+    finally:
+        scene.close()
+
+
+@pytest.mark.parametrize("name", [o["name"] for o in SEG_OBJECTS])
+def test_detector_reports_mask_tight_box_and_object_centre(seg_frame, name, monkeypatch):
+    """Case: a rendered RGB-D frame through the Detector (colour test encoder): the best detection's box is its
+    instance mask's tight box (IoU >= 0.9 with the GT box), the ranked proposal is kept as proposal_box, the
+    position is the object's centre within 1 cm (position_is_centre), size[2] its height within 1 cm, and
+    the support plane is fitted once per frame (one RANSAC for the depth proposals and the masks)."""
+    import clip_perception.proposals as proposals
+    from clip_perception.boxes import box_iou
+
+    calls = []
+    real = proposals.fit_plane_ransac
+    monkeypatch.setattr(proposals, "fit_plane_ransac", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fr = seg_frame
+    (obj,) = fr.find(name)
+    det = contour_detector(proposal_methods=["contours", "depth"])
+    res = det.detect(fr.rgb, f"pick up the {name}", depth=fr.depth, K=fr.K)
+    assert len(calls) == 1 and "proposals.plane" in res.timings.stages_ms
+    best = res.best
+    assert best is not None and best.proposal_box is not None and best.mask is not None
+    assert best.box.tolist() == best.mask.box.tolist()
+    assert float(box_iou(best.box[None], obj.box[None])[0, 0]) >= 0.9
+    assert best.position_is_centre and np.linalg.norm(best.position - obj.center_optical) < 0.01
+    assert abs(best.size[2] - obj.size[2]) < 0.01 and best.orientation is not None
+    d = best.to_dict()
+    assert d["position_is_centre"] is True and len(d["orientation"]) == 4 and d["mask_area"] == best.mask.area
+    assert set(d["proposal_roi"]) == {"x_offset", "y_offset", "width", "height"}
+    assert not res.notes
+
+
+def test_detector_without_depth_segments_with_grabcut_and_without_plane_says_so(seg_frame):
+    """Case: RGB only -> GrabCut masks, the red ball's tight box (IoU >= 0.8 with the GT box), no 3D, no note;
+    depth of a flat wall (no object above the plane) -> visible-surface positions, position_is_centre false,
+    with the note."""
+    from clip_perception.boxes import box_iou
+    from clip_perception.segment import NOTE_NOT_ABOVE
+
+    fr = seg_frame
+    (obj,) = fr.find("red ball")
+    det = contour_detector()
+    res = det.detect(fr.rgb, "pick up the red ball")
+    best = res.best
+    assert best.mask is not None and best.mask.method == "grabcut" and best.position is None
+    assert float(box_iou(best.box[None], obj.box[None])[0, 0]) >= 0.8 and not res.notes
+    flat = det.detect(fr.rgb, "pick up the red ball", depth=np.full(fr.depth.shape, 0.8, np.float32), K=fr.K)
+    assert flat.best.position is not None and not flat.best.position_is_centre
+    assert NOTE_NOT_ABOVE in flat.notes

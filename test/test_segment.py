@@ -123,3 +123,144 @@ def test_mask_box_is_tight_and_exclusive():
     m[2:5, 3:9] = True
     assert SG.mask_box(m).tolist() == [3.0, 2.0, 9.0, 5.0]
     assert SG.mask_box(np.zeros((4, 4), bool)) is None
+
+
+# ---------------------------------------------------------------------------- the 3D step of one detection
+def _plane_of(frame):
+    from clip_perception.proposals import support_plane
+
+    n, d = support_plane(frame.depth, frame.K)
+    return PL.SupportPlane(np.asarray(n, np.float64), float(d))
+
+
+@pytest.mark.parametrize("name", [o["name"] for o in OBJECTS])
+def test_locate_object_gives_tight_box_centre_and_orientation(frame, name):
+    """Case: the support plane as the pipeline fits it (proposals.support_plane, once per frame) and the
+    object's GT box grown by 10 % -> a depth mask (IoU >= 0.8 with the segmentation render), the tight box
+    of that mask, the centre within 1 cm, the height within 1 cm, a unit quaternion whose z axis is the
+    plane normal, and the mask's points: one per mask pixel, each on its pixel's ray."""
+    plane = _plane_of(frame)
+    (obj,) = frame.find(name)
+    b = obj.box.astype(np.float64)
+    grown = b + 0.1 * np.array([-(b[2] - b[0]), -(b[3] - b[1]), b[2] - b[0], b[3] - b[1]])
+    est = SG.locate_object(frame.rgb, grown, frame.depth, frame.K, plane)
+    assert est.is_centre and est.note == "" and est.mask.method == "depth"
+    full = est.mask.full()
+    assert _iou(full, frame.segmentation == obj.index) >= 0.8
+    assert est.box.tolist() == SG.mask_box(full).tolist() and est.mask.area == int(full.sum())
+    assert np.linalg.norm(est.position - obj.center_optical) < 0.01
+    assert abs(est.size[2] - obj.size[2]) < 0.01
+    R = SG.quaternion_to_rotation(est.orientation)
+    np.testing.assert_allclose(R[:, 2], plane.normal, atol=1e-9)
+    np.testing.assert_allclose(R.T @ R, np.eye(3), atol=1e-9)
+    pts, px = est.mask.points, est.mask.pixels
+    assert len(pts) == est.mask.area and full[px[:, 1], px[:, 0]].all()
+    u = frame.K[0, 0] * pts[:, 0] / pts[:, 2] + frame.K[0, 2]
+    np.testing.assert_allclose(u, px[:, 0], atol=1e-3)
+
+
+def test_locate_object_without_plane_reports_the_visible_surface_with_a_note(frame):
+    """Case: depth + K but no support plane -> GrabCut mask, position = geometry.box_position on the mask's
+    tight box (the visible surface, as before masks), no orientation, position_is_centre false, NOTE_NO_PLANE;
+    without depth: the mask and its box only."""
+    from clip_perception.geometry import box_position
+
+    (obj,) = frame.find("red ball")
+    est = SG.locate_object(frame.rgb, obj.box, frame.depth, frame.K, None)
+    assert not est.is_centre and est.note == SG.NOTE_NO_PLANE and est.orientation is None
+    assert est.mask.method == "grabcut" and _iou(est.mask.full(), frame.segmentation == obj.index) >= 0.7
+    want = box_position(frame.depth, est.box, frame.K)
+    np.testing.assert_array_equal(est.position, want.position)
+    np.testing.assert_array_equal(est.size, want.size)
+    assert len(est.mask.points) > 0
+    flat = SG.locate_object(frame.rgb, obj.box)
+    assert flat.position is None and flat.note == "" and flat.box.tolist() == est.box.tolist()
+
+
+def test_object_not_above_the_plane_falls_back_with_a_note():
+    """Case: a flat depth image (everything on the plane) and a red square -> no depth mask, GrabCut finds the
+    square exactly ([60, 40, 100, 80]), position = back-projection of its centre at 1 m, NOTE_NOT_ABOVE."""
+    rgb = np.full((120, 160, 3), 128, np.uint8)
+    rgb[40:80, 60:100] = (220, 20, 20)
+    K = np.array([[100.0, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]])
+    depth = np.full((120, 160), 1.0, np.float32)
+    plane = PL.SupportPlane(np.array([0.0, 0.0, -1.0]), 1.0)
+    est = SG.locate_object(rgb, [55, 35, 105, 85], depth, K, plane)
+    assert est.note == SG.NOTE_NOT_ABOVE and not est.is_centre
+    assert est.box.tolist() == [60.0, 40.0, 100.0, 80.0]
+    np.testing.assert_allclose(est.position, [0.0, 0.0, 1.0], atol=1e-12)
+
+
+def test_grabcut_is_deterministic_and_bounded_by_its_downscale(frame):
+    """Case: GrabCut's k-means draws from OpenCV's RNG, seeded per call: two calls give the same mask; a box
+    larger than GRABCUT_MAX_SIDE is segmented on a downscaled crop and the mask comes back full size."""
+    (obj,) = frame.find("green cup")
+    a, b = SG.grabcut_mask(frame.rgb, obj.box), SG.grabcut_mask(frame.rgb, obj.box)
+    assert np.array_equal(a, b) and a.shape == frame.rgb.shape[:2]
+    big = obj.box.astype(np.float64) + np.array([-80, -80, 80, 80])
+    assert SG.grabcut_mask(frame.rgb, big).any()
+
+
+def test_crop_points_match_the_full_back_projection_with_distortion():
+    """Case: crop_points of a window equals camera.backproject_depth of the whole image on that window, for a
+    pinhole K and for a CameraModel with plumb_bob distortion (the crop keeps the distortion)."""
+    from clip_perception.camera import CameraModel, backproject_depth
+
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.5, 1.5, (60, 80)).astype(np.float32)
+    depth[5, 7] = np.nan
+    K = np.array([[70.0, 0, 39.5], [0, 70.0, 29.5], [0, 0, 1]])
+    for cam in (K, CameraModel(K, np.array([-0.2, 0.05, 0.001, -0.001, 0.0]), "plumb_bob")):
+        full = backproject_depth(depth, cam)
+        np.testing.assert_allclose(SG.crop_points(depth, cam, 3, 4, 50, 40), full[4:40, 3:50], atol=1e-6)
+
+
+def test_quaternion_round_trip():
+    """Case: quaternion_to_rotation inverts rotation_to_quaternion (up to the sign of q) for random rotations."""
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        q = rng.normal(size=4)
+        q /= np.linalg.norm(q)
+        R = SG.quaternion_to_rotation(q)
+        q2 = SG.rotation_to_quaternion(R)
+        assert np.allclose(q2, q, atol=1e-9) or np.allclose(q2, -q, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------- real RGB-D frames (PoseCNN demo)
+REAL = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "posecnn_ycb_demo_rgbd"
+
+
+@pytest.mark.skipif(not (REAL / "boxes_from_posecnn_results.json").exists(), reason="../shared/data/real is absent")
+def test_masks_and_centres_on_real_frames_agree_with_the_posecnn_labels():
+    """Case: the 20 labelled YCB objects of PoseCNN's 4 demo frames (real 640x480 RGB-D, depth in mm; labels
+    are PoseCNN predictions, not human truth): each label box as the proposal -> a depth mask whose tight box
+    overlaps the label box (IoU >= 0.6 for all but one object -- the banana lying against the pitcher merges
+    with it -- median >= 0.85), and object centres within 4 cm of the predicted pose translation in the
+    median (measured 2.9 cm; the model origins of YCB meshes are not all at the centre: the bowl's is at its
+    bottom) and within 11 cm for all but the standing marker (its predicted pose lies below the table)."""
+    import json
+
+    import cv2
+    import yaml
+
+    from clip_perception.boxes import box_iou
+
+    K = np.array(yaml.safe_load((REAL / "meta.yml").read_text())["INTRINSICS"], np.float64).reshape(3, 3)
+    labels = json.loads((REAL / "boxes_from_posecnn_results.json").read_text())["images"]
+    ious, errors = {}, {}
+    for name, objs in sorted(labels.items()):
+        rgb = np.ascontiguousarray(cv2.imread(str(REAL / name))[..., ::-1])
+        depth = cv2.imread(str(REAL / name.replace("color", "depth")), cv2.IMREAD_UNCHANGED).astype(np.float32) / 1000
+        depth[depth <= 0] = np.nan
+        plane = _plane_of(type("F", (), {"depth": depth, "K": K})())
+        for o in objs:
+            box = np.array(o["bbox_xyxy"], np.float32)
+            est = SG.locate_object(rgb, box, depth, K, plane)
+            assert est.is_centre and est.mask.method == "depth", o["class"]
+            ious[o["class"]] = float(box_iou(est.box[None], box[None])[0, 0])
+            errors[o["class"]] = float(np.linalg.norm(est.position - np.array(o["t_xyz_m"])))
+    assert len(ious) == 20
+    assert sorted(k for k, v in ious.items() if v < 0.6) == ["011_banana"]
+    assert np.median(list(ious.values())) >= 0.85
+    assert np.median(list(errors.values())) <= 0.04
+    assert sorted(k for k, v in errors.items() if v > 0.11) == ["040_large_marker"]

@@ -25,7 +25,11 @@ Parameters: ``rate_hz`` (5.0), ``width`` (640), ``height`` (480), ``seed`` (0),
 best effort, keep last 5 | ``reliable`` = reliable, keep last 10),
 ``frame_id`` (``sim_camera_color_optical_frame``), ``fovy`` (45.0 deg),
 ``camera_distance`` (0.75 m), ``camera_pitch_deg`` (50.0), ``start_time``
-(1000.0 s), ``rerender`` (false), ``relayout_every`` (0).
+(1000.0 s), ``rerender`` (false), ``relayout_every`` (0), ``orbit_deg_per_frame`` (0.0: a
+static camera; else the camera circles the table centre by that azimuth per frame,
+:func:`clip_perception.sim.trajectory.orbit_poses`), ``depth_noise`` (false; true: structured-light
+depth noise, :class:`clip_perception.sim.depth_noise.StructuredLightNoise` defaults).  A moving or
+noisy camera renders every frame; ``ground_truth`` describes the layout's first frame.
 
 The timer runs on the steady (wall) clock, so the node works whether or not
 it is itself given ``use_sim_time``.
@@ -85,6 +89,9 @@ class SimCameraNode(Node):
         start_time = float(p("start_time", 1000.0, "simulated time of the first frame (seconds)"))
         self.rerender = bool(p("rerender", False, "render every frame instead of republishing"))
         self.relayout_every = int(p("relayout_every", 0, "new seeded layout every N frames (0 = never)"))
+        self.orbit_deg_per_frame = float(p("orbit_deg_per_frame", 0.0,
+                                           "camera azimuth step per frame round the table centre (deg; 0 = static)"))
+        self.depth_noise = bool(p("depth_noise", False, "structured-light depth noise (sigma_z = 1.5e-3 z^2 ...)"))
         if self.rate_hz <= 0:
             raise ValueError(f"rate_hz must be > 0, got {self.rate_hz}")
         if self.width <= 0 or self.height <= 0:
@@ -114,6 +121,7 @@ class SimCameraNode(Node):
 
     # ------------------------------------------------------------ internals
     def _new_layout(self, seed: int) -> None:
+        from .depth_noise import StructuredLightNoise
         from .scene import make_scene  # lazy: MuJoCo only when the node is built
 
         if self._scene is not None:
@@ -127,6 +135,8 @@ class SimCameraNode(Node):
             camera_distance=self.camera_distance,
             camera_pitch_deg=self.camera_pitch_deg,
             frame_id=self.frame_id,
+            depth_noise=StructuredLightNoise() if self.depth_noise else None,
+            noise_seed=seed,
         )
         self._layout_seed = seed
         self._render()
@@ -146,7 +156,13 @@ class SimCameraNode(Node):
         self.gt_pub.publish(String(data=json.dumps(gt)))
 
     def _render(self) -> None:
-        self._frame = self._scene.render()
+        pose = None
+        if self.orbit_deg_per_frame != 0.0:
+            from .trajectory import orbit_poses
+
+            yaw = self.orbit_deg_per_frame * self._frame_count
+            pose = orbit_poses(1, self._scene.target, self.camera_distance, self.camera_pitch_deg, yaw, yaw)[0]
+        self._frame = self._scene.render(camera_pose=pose)
         self._feed_frame = self.feed.make_frame(self._frame.rgb, self._frame.depth, self._frame.K, frame_id=self.frame_id)
 
     # --------------------------------------------------------------- public
@@ -167,7 +183,7 @@ class SimCameraNode(Node):
         if self.relayout_every > 0 and self._frame_count > 0 and self._frame_count % self.relayout_every == 0:
             self._layout += 1
             self._new_layout(self.seed + self._layout)
-        elif self.rerender and self._frame_count > 0:
+        elif (self.rerender or self.depth_noise or self.orbit_deg_per_frame != 0.0) and self._frame_count > 0:
             self._render()
         if self.clock_pub is not None:
             self.clock_pub.publish(ClockMsg(clock=ns_to_stamp(self._sim_ns)))

@@ -73,7 +73,7 @@ from .bench_peers import PEER_SPECS, PEERS, PeerDetector, parse_peers
 from .bench_report import STAGE_LABELS, format_table, json_safe
 
 __all__ = ["AGE_RUN_FRAMES", "AGE_RUN_RATE_HZ", "DEFAULT_COMMAND", "LEVERS", "MODES", "NAIVE_WARMUP_BOXES", "PEERS",
-           "PeerDetector", "STAGES", "parse_levers", "parse_peers",
+           "PEER_SPECS", "PeerDetector", "STAGES", "parse_levers", "parse_peers",
            "STAGE_LABELS", "Bench", "BenchFrame", "ModeRun", "NaiveBaseline", "Publisher", "age_run", "format_table",
            "json_safe", "load_average", "main", "make_parser", "pad_proposals", "parse_modes", "peak_rss_mb",
            "percentiles", "render_frames", "render_scenes", "reset_peak_rss", "run_bench"]
@@ -131,6 +131,8 @@ def make_parser() -> argparse.ArgumentParser:
                         "age of its detections (0 = off)")
     p.add_argument("--age-mode", dest="age_mode", default="auto",
                    help="ranking mode of the node in --age-run (default auto: cascade on CPU, crop on CUDA)")
+    p.add_argument("--compile", action="store_true",
+                   help="wrap the vision tower in torch.compile (EncoderOptions.compile; worth it on CUDA)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout (table on stderr)")
     return p
 
@@ -330,7 +332,8 @@ def run_bench(args: argparse.Namespace, progress: Optional[Callable[[str], None]
 
     t0 = time.perf_counter()
     encoder = ClipEncoder(model_name=args.model, pretrained=args.pretrained, device=args.device,
-                          precision=args.precision, prompt_templates=tuple(config.prompt_templates))
+                          precision=args.precision, prompt_templates=tuple(config.prompt_templates),
+                          compile=bool(args.compile))
     load_s = time.perf_counter() - t0
     if encoder.device.type == "cuda":
         notes.append(f"CUDA run on {torch.cuda.get_device_name(encoder.device)}")

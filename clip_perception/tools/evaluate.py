@@ -67,6 +67,7 @@ import numpy as np
 from ..boxes import box_iou
 from ..params import Config, ParameterError, load_params_file, make_config, parse_overrides
 from ..weights import weights_caches, weights_problem
+from .evaluate_dialogue import DIALOGUE_KINDS, correction_case, dialogue_cases, run_dialogue_case
 from .evaluate_cases import (ALL_KINDS, CHROMATIC, KINDS_RANDOM, KINDS_TRAINED, MIN_VISIBLE_PX, SPATIAL_KINDS,
                              CaseSpec, SceneSetup, build_scene, random_cases, resolve_spatial_target)
 from .evaluate_report import (IOU_CORRECT, SHEET_COLS, SHEET_MAX, TILE_H, TILE_W, failure_tile, format_summary,
@@ -218,9 +219,10 @@ def run_evaluation(
             s = seed + i
             rng = np.random.default_rng([s, 7919])
             setups: list = []  # a random layout (SceneSetup) or (kind, index, seed) of a generated one
-            if any(k in kinds for k in ("unique_color", "absent", "color_shape", "shape")):
+            if any(k in kinds for k in ("unique_color", "absent", "color_shape", "shape", "pick_place", "stop")):
                 setups.append(SceneSetup(name=f"random_{i}", seed=s, objects=None, num_objects=5))
-            setups += [(kind, i, s) for kind in ("spatial", "reference") if kind in kinds]
+            setups += [(kind, i, s) for kind in ("spatial", "reference") if kind in kinds
+                       or kind == "spatial" and "correction" in kinds]
             for setup in setups:
                 for rec, tile in _run_setup(setup, rng, kinds, scene_mod, detector, draw):
                     records.append(rec)
@@ -241,10 +243,15 @@ def run_evaluation(
 def _run_setup(setup, rng, kinds, scene_mod, detector, draw):
     st, scene, frame = build_scene(setup, rng, scene_mod)
     try:
-        cases = list(st.cases)
+        cases = [c for c in st.cases if c.kind in kinds]
         if st.objects is None:
-            cases = random_cases(frame, rng, kinds, scene_mod)
+            cases = random_cases(frame, rng, kinds, scene_mod) + dialogue_cases(frame, rng, kinds)
+        elif st.name.startswith("spatial") and "correction" in kinds:
+            cases += [c for c in (correction_case(frame),) if c is not None]
         for case in cases:
+            if case.kind in DIALOGUE_KINDS:
+                yield run_dialogue_case(st, case, frame, detector), None
+                continue
             if case.kind == "spatial":
                 case.target = resolve_spatial_target(case, frame)
             yield _run_case(st, case, frame, detector, draw)

@@ -22,7 +22,7 @@ __all__ = ["KINDS_RANDOM", "KINDS_TRAINED", "ALL_KINDS", "CHROMATIC", "SPATIAL_K
            "CaseSpec", "SceneSetup", "random_cases", "resolve_spatial_target", "build_scene"]
 
 #: Kinds that do not need a trained CLIP (colour prior + geometry decide).
-KINDS_RANDOM = ("unique_color", "absent", "spatial", "reference")
+KINDS_RANDOM = ("unique_color", "absent", "spatial", "reference", "pick_place", "stop", "correction")
 #: Kinds added when real CLIP weights are loaded.
 KINDS_TRAINED = ("color_shape", "shape")
 ALL_KINDS = KINDS_TRAINED + KINDS_RANDOM

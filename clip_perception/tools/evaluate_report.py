@@ -104,6 +104,10 @@ def summarise(records, config, random_weights, kinds, skipped, notes, encoder_na
         rs = [r for r in records if r["kind"] == k]
         per_kind[k] = {"cases": len(rs), "accuracy": _ratio(sum(r["correct"] for r in rs), len(rs)),
                        **geometry_stats(rs)}
+        place = [r["place_error_cm"] for r in rs if r.get("place_error_cm") is not None]
+        if place:  # pick_place: the place point against the destination's top centre
+            per_kind[k]["place_error_cm"] = {"mean": _mean(place), "median": _median(place), "p90": _p90(place),
+                                             "n": len(place)}
     errors = [r["error_3d_cm"] for r in records if r["error_3d_cm"] is not None]
     surf = [r["surface_error_3d_cm"] for r in records if r["surface_error_3d_cm"] is not None]
     return {
@@ -171,6 +175,10 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  {k:13s} {pct(v['accuracy']):>7s}  {v['cases']:5d}  {_geo_columns(v)}")
     lines.append(f"'not found' precision {pct(summary['not_found_precision'])}, "
                  f"recall {pct(summary['not_found_recall'])}")
+    place = summary["accuracy_per_kind"].get("pick_place", {}).get("place_error_cm")
+    if place:
+        lines.append(f"place point vs the destination's top centre ({place['n']} pick_place cases): mean "
+                     f"{cm(place['mean'])}, median {cm(place['median'])}, p90 {cm(place['p90'])}")
     lines.append(f"  {'all':13s} {pct(summary['top1_accuracy']):>7s}  {summary['cases']:5d}  {_geo_columns(summary)}")
     c = summary["centre_error_cm"]
     lines.append(f"3D error of correct detections ({summary['n_3d']}): vs the GT centre mean {cm(c['mean'])}, "
