@@ -378,7 +378,26 @@ class Detector:
             for det, i in zip(ranked.detections, ranked.order):  # for tracking (tracking.py)
                 det.embedding = emb[int(i)]
             job.result.timings.add("rank", shared_ms + (time.perf_counter() - t1) * 1e3)
-            job.result.detections = _exclude(_locate(list(ranked.detections), job), job.exclude)
+            job.result.detections = _exclude(_distinct(_locate(list(ranked.detections), job)), job.exclude)
+
+
+#: Two detections whose final boxes overlap this much are one object (segmentation grows several
+#: proposals of one object into the same mask): the better-ranked one is kept.
+SAME_OBJECT_IOU = 0.8
+
+
+def _distinct(detections: list) -> list:
+    """Ranked detections, one per object: a detection whose final box has IoU >= SAME_OBJECT_IOU
+    with a better-ranked one is dropped (order kept)."""
+    if len(detections) < 2:
+        return detections
+    iou = box_iou(np.stack([d.box for d in detections]).astype(np.float32),
+                  np.stack([d.box for d in detections]).astype(np.float32))
+    keep: list = []
+    for i in range(len(detections)):
+        if all(iou[i, j] < SAME_OBJECT_IOU for j in keep):
+            keep.append(i)
+    return [detections[i] for i in keep]
 
 
 def _exclude(detections: list, exclude: Optional[Callable]) -> list:

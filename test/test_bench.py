@@ -350,7 +350,8 @@ def test_bench_json_report_has_every_field():
         assert (r["stages_ms"]["proposals"]["p50"] == 0) == (mode in ("owlvit_b32", "owlv2_b16"))
     assert results["naive"]["stages_ms"]["text_encode"]["p50"] > 0  # re-encoded every frame
     assert results["naive"]["crops_encoded_per_frame"] == 20 and results["crop"]["crops_encoded_per_frame"] == 20
-    assert results["dense"]["crops_encoded_per_frame"] == 0 and results["cascade_fixed"]["crops_encoded_per_frame"] == 10
+    assert results["dense"]["crops_encoded_per_frame"] == 0
+    assert results["cascade_fixed"]["crops_encoded_per_frame"] == 10
     assert 0 <= results["cascade"]["crops_encoded_per_frame"] <= 10
     assert results["owlvit_b32"]["crops_encoded_per_frame"] == results["owlv2_b16"]["crops_encoded_per_frame"] == 0
 

@@ -106,7 +106,8 @@ def _imported_top_modules():
 
 # ROS packages the code or the launch file imports: declared by package name.
 ROS_PACKAGES = {"rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "visualization_msgs", "vision_msgs",
-                "rosgraph_msgs", "rcl_interfaces", "builtin_interfaces", "lifecycle_msgs", "launch", "launch_ros"}
+                "rosgraph_msgs", "rcl_interfaces", "builtin_interfaces", "lifecycle_msgs", "launch", "launch_ros",
+                "tf2_ros"}
 # Python packages with a rosdep key in rosdistro's rosdep/python.yaml that resolves on Ubuntu 22.04
 # and 24.04 (Humble, Jazzy, Kilted): declared by that key.
 ROSDEP_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml",
@@ -115,7 +116,8 @@ ROSDEP_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "pytho
 # Python packages without such a key: left out of package.xml (so `rosdep install` resolves every
 # key) and installed with pip from requirements/ (README): module -> pip distribution.
 PIP_ONLY = {"torch": "torch", "torchvision": "torchvision", "open_clip": "open-clip-torch",
-            "huggingface_hub": "huggingface-hub", "mujoco": "mujoco", "rosbags": "rosbags"}
+            "huggingface_hub": "huggingface-hub", "mujoco": "mujoco", "rosbags": "rosbags",
+            "transformers": "transformers"}  # transformers: bench peers only (requirements/test.txt)
 
 
 def test_package_xml_validates_and_declares_runtime_dependencies():
@@ -139,7 +141,8 @@ def test_package_xml_validates_and_declares_runtime_dependencies():
                  + package.build_export_depends + package.test_depends}
     assert not {k for k in every_key if k.endswith("-pip") or k in {"python3-torch", "python3-torchvision"}}, \
         "keys that do not resolve on every distribution break `rosdep install`"
-    requirements = "\n".join((REPO / "requirements" / f).read_text(encoding="utf-8") for f in ("torch.txt", "base.txt"))
+    requirements = "\n".join((REPO / "requirements" / f).read_text(encoding="utf-8")
+                             for f in ("torch.txt", "base.txt", "test.txt"))
     pip_names = {re.split(r"[=<>\[ ]", line.strip())[0].lower() for line in requirements.splitlines()
                  if line.strip() and not line.startswith("#")}
     assert {PIP_ONLY[name] for name in imported & set(PIP_ONLY)} <= pip_names

@@ -122,7 +122,9 @@ class PeerDetector:
         extra = {"projection_dim": 64} if tiny else {}
         config = getattr(transformers, self.spec.config_cls)(text_config=text, vision_config=vision, **extra)
         torch.manual_seed(int(seed))
-        self.model = getattr(transformers, self.spec.model_cls)(config).eval().to(self.device)
+        model = getattr(transformers, self.spec.model_cls)(config)
+        model.eval()  # inference mode (dropout off)
+        self.model = model.to(self.device)
         self.image_size = int(config.vision_config.image_size)
         self.tiny = bool(tiny)
         self._mean = torch.tensor(CLIP_MEAN, device=self.device).view(1, 3, 1, 1)

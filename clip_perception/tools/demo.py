@@ -165,7 +165,8 @@ def format_result(label: str, index: int, total: int, msg, target: str, gt: Opti
     if d.has_position:
         c = np.asarray(obj["center_optical"], dtype=np.float64)
         p = np.array([d.position.x, d.position.y, d.position.z])
-        line += f", 3D error {100 * float(np.linalg.norm(p - c)):.1f} cm to its centre (the position is the visible surface)"
+        kind = "object centre" if d.position_is_centre else "visible surface"
+        line += f", 3D error {100 * float(np.linalg.norm(p - c)):.1f} cm to its centre (the position is the {kind})"
     return line
 
 

@@ -13,22 +13,8 @@ Two halves:
   with equal results); folders are published through the one camera-feed publisher,
   :class:`clip_perception.tools.feed.CameraFeed`.
 
-Units: RGB (H, W, 3) uint8; depth (H, W) float32 metres, NaN = invalid
-(REP 118: 16UC1 depth is millimetres, 32FC1 is metres); K (3, 3) float64.
-
-RGB-D folder layouts understood by :func:`load_rgbd_folder` (checked against
-``shared/data/real/*/PROVENANCE.md``):
-
-* ``NNNNNN-color.png`` + ``NNNNNN-depth.png`` (uint16 mm, 0 = invalid), with
-  intrinsics in ``camera_params.json`` (``fx``, ``fy``, ``x_offset`` = cx,
-  ``y_offset`` = cy; UnseenObjectClustering demo) or ``meta.yml``
-  (``INTRINSICS``: row-major 3x3; PoseCNN demo).  ``_color`` / ``_depth`` and
-  ``.npy`` depth (float = metres, integer = millimetres) work too.
-* sub-folders ``image_color/`` (or ``rgb/``, ``color/``) + ``disparity/`` (or
-  ``depth/``) with the same file names: the OSD sample in the UOAIS repo,
-  whose ``disparity`` PNGs are uint16 depth in millimetres despite the name
-  (UOAIS ``tools/run_on_OSD.py`` treats them as mm); no intrinsics (K None).
-* a folder of images only: frames with ``depth_m = None``.
+The folder layouts and units are those of :mod:`clip_perception.tools.replay_io`
+(``load_rgbd_folder``).
 """
 
 from __future__ import annotations
