@@ -193,9 +193,14 @@ def test_clip_encoder_on_mujoco_render(sim_frame, clip_encoder, mode):
     assert any(d.position is not None and d.position[2] > 0 for d in res.detections)
     ranked = rank_boxes(fr.rgb, res.proposals, res.objectness, "pick up the red ball", clip_encoder,
                         cfg.ranking, depth=fr.depth)
-    # the ranked box is kept as proposal_box; box is the instance mask's tight box (segment.py)
-    assert [d.box.tolist() for d in ranked.detections] == [d.proposal_box.tolist() for d in res.detections]
-    assert [d.score for d in ranked.detections] == [d.score for d in res.detections]
+    # the ranked box is kept as proposal_box; box is the instance mask's tight box (segment.py); detect()
+    # keeps rank_boxes()' order and scores, less the proposals whose mask is an object already reported
+    ranked_boxes = [d.box.tolist() for d in ranked.detections]
+    got = [d.proposal_box.tolist() for d in res.detections]
+    assert got[0] == ranked_boxes[0]
+    order = [ranked_boxes.index(b) for b in got]
+    assert order == sorted(order)
+    assert [d.score for d in res.detections] == [ranked.detections[i].score for i in order]
     for d in res.detections:
         if d.mask is not None:
             assert d.box.tolist() == d.mask.box.tolist()
@@ -266,3 +271,24 @@ def test_detector_without_depth_segments_with_grabcut_and_without_plane_says_so(
     flat = det.detect(fr.rgb, "pick up the red ball", depth=np.full(fr.depth.shape, 0.8, np.float32), K=fr.K)
     assert flat.best.position is not None and not flat.best.position_is_centre
     assert NOTE_NOT_ABOVE in flat.notes
+
+
+def test_two_proposals_on_one_object_give_one_detection():
+    """Segmentation grows a proposal on the upper half of the ball into the whole ball: the
+    object is reported once (the better-ranked detection), not twice."""
+    from clip_perception.sim.scene import make_scene
+
+    scene = make_scene(objects=[SEG_OBJECTS[1]])
+    try:
+        fr = scene.render()
+    finally:
+        scene.close()
+    (ball,) = fr.objects
+    b = ball.box.astype(np.float32)
+    half = np.array([b[0], b[1], b[2], (b[1] + b[3]) / 2], np.float32)
+    proposals = (np.stack([b, half]), np.array([1.0, 0.9], np.float32))
+    cfg = make_config({"mode": "crop", "score_threshold": 0.0, "color_prior_weight": 0.5})
+    res = Detector(cfg.detector, encoder=ColorTestEncoder()).detect(fr.rgb, "pick up the red ball", depth=fr.depth,
+                                                                  K=fr.K, proposals=proposals)
+    assert len(res.detections) == 1
+    assert np.abs(res.detections[0].box - ball.box).max() <= 3.0

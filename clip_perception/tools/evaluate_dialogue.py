@@ -104,6 +104,12 @@ def _record(st, case, result, frame) -> dict:
     }
 
 
+def _pointing(box, truth) -> bool:
+    """The centre of ``box`` lies inside the ground-truth box ``truth`` (both xyxy pixels)."""
+    cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+    return bool(truth[0] <= cx < truth[2] and truth[1] <= cy < truth[3])
+
+
 def _hear_and_detect(dialogue: Dialogue, text: str, frame, detector):
     dialogue.hear(text)
     snap = dialogue.snapshot()
@@ -136,6 +142,7 @@ def run_dialogue_case(st, case: CaseSpec, frame, detector) -> dict:
         pick_ok = best is not None and _iou(best.box, pick.box) >= IOU_CORRECT
         dest_ok = bool(dests) and _iou(dests[0].box, dest.box) >= IOU_CORRECT
         rec["iou"] = None if best is None else _iou(best.box, pick.box)
+        rec["pointing"] = best is not None and _pointing(best.box, pick.box)
         rec["correct"] = bool(pick_ok and dest_ok)
         if rec["correct"] and result.place is not None and result.place.position is not None:
             err = np.linalg.norm(np.asarray(result.place.position) - top_centre_optical(frame, dest))
@@ -146,6 +153,7 @@ def run_dialogue_case(st, case: CaseSpec, frame, detector) -> dict:
             ious = [_iou(best.box, o.box) for o in group]
             j = int(np.argmax(ious))
             rec["iou"], rec["target"] = ious[j], group[j].name
+            rec["pointing"] = _pointing(best.box, group[j].box)
             first = dialogue.excluded_targets[0].box if dialogue.excluded_targets else None
             rec["correct"] = bool(ious[j] >= IOU_CORRECT and first is not None
                                   and _iou(first, group[j].box) < IOU_CORRECT)
