@@ -45,7 +45,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from clip_perception.msg import TargetDetection, TargetDetectionArray
 
 from .camera import camera_info_K_for_image, camera_info_to_K, camera_info_to_model  # re-exported (ROS-free)
-from .decode import image_fields_from_depth, image_fields_from_rgb
+from .decode import image_fields_from_depth, image_fields_from_rgb, stamp_to_ns  # stamp_to_ns: the one copy
 from .types import Detection
 
 try:  # optional: vision_msgs is not a dependency (absent from the pip wheels)
@@ -86,11 +86,6 @@ MIN_MARKER_EXTENT = 0.01
 
 
 # ------------------------------------------------------------------ stamps / headers
-def stamp_to_ns(stamp) -> int:
-    """``builtin_interfaces/Time`` -> integer nanoseconds (``sec * 1e9 + nanosec``)."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def ns_to_stamp(ns: int) -> Time:
     """Integer nanoseconds (>= 0) -> ``builtin_interfaces/Time`` (``sec = ns // 1e9``,
     ``nanosec = ns % 1e9``, so ``nanosec`` is always in [0, 1e9))."""
