@@ -225,8 +225,14 @@ class DialogueUpdate:
 
 
 def describe_command(cmd: ParsedCommand) -> str:
-    """The object part of a status line: ``red ball`` or ``apple; place: in bowl``."""
-    text = cmd.target + (" (the current target)" if cmd.refers_to_current else "")
+    """The object part of a status line: ``red ball``, ``red ball (leftmost)``, ``cup next to
+    plate`` or ``apple; place: in bowl``."""
+    text = cmd.target
+    if cmd.spatial is not None:
+        text += f" ({cmd.spatial})"
+    if cmd.relation and cmd.reference:
+        text += f" {cmd.relation} {cmd.reference}"
+    text += " (the current target)" if cmd.refers_to_current else ""
     if cmd.destination is not None:
         text += f"; place: {(cmd.destination_relation or '').replace('_', ' ')} {cmd.destination.target}"
     return text
@@ -257,8 +263,11 @@ def refine(base: ParsedCommand, phrase: Optional[ParsedCommand], noun_given: boo
     """
     if phrase is None:
         return replace(base, action=action or base.action)
-    colors = list(phrase.colors) or list(base.colors)
-    attrs = list(phrase.attributes) if phrase.attributes else [
+    # a correction naming another kind of object ("the other cup" after "the red ball") keeps none
+    # of the old object's colours or attributes; the same noun ("the other ball") keeps them
+    other_kind = noun_given and phrase.noun != base.noun
+    colors = list(phrase.colors) or ([] if other_kind else list(base.colors))
+    attrs = list(phrase.attributes) if phrase.attributes else [] if other_kind else [
         a for a in base.attributes if not (phrase.colors and a in SHADE_WORDS)]
     core = _core_words(phrase.target if noun_given else base.target) or [base.noun or "object"]
     changed = noun_given or colors != list(base.colors) or attrs != list(base.attributes)

@@ -22,10 +22,16 @@ name                   type                               notes
 ``target_pose``        geometry_msgs/PoseStamped (pub)    best target with a 3D position only; in
                                                           ``target_frame`` when set (transform at
                                                           the image stamp, else not published)
-``markers``            visualization_msgs/MarkerArray     DELETEALL, SPHERE, TEXT_VIEW_FACING
+``place_pose``         geometry_msgs/PoseStamped (pub)    pick-and-place: the place point (as
+                                                          ``target_pose`` for ``target_frame``)
+``markers``            visualization_msgs/MarkerArray     DELETEALL, CUBE (oriented box),
+                                                          TEXT_VIEW_FACING
+``target_mask``        sensor_msgs/Image mono8 (pub)      while subscribed or ``publish_target_mask``
+``target_cloud``       sensor_msgs/PointCloud2 (pub)      while subscribed or ``publish_target_cloud``
 ``debug_image``        sensor_msgs/Image rgb8 (pub)       only built while subscribed or with
                                                           ``publish_debug_image``
 ``detections_2d``      vision_msgs/Detection2DArray       only when ``vision_msgs`` is importable
+``detections_3d``      vision_msgs/Detection3DArray       only when ``vision_msgs`` is importable
 ``status``             std_msgs/String (pub)              node level, on changes only
 ``set_command``        clip_perception/SetCommand (srv)   node level
 ``locate``             clip_perception/Locate (srv)       node level, waits for the next frame

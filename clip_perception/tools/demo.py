@@ -14,7 +14,7 @@ What it does, in order:
    own; camera topics reliable, so that no depth image is dropped under CPU load): the
    simulated RGB-D camera (``python -m clip_perception.sim.camera_node``; a
    seeded MuJoCo table top) or, with ``--data``, the replay publisher
-   (``python -m clip_perception.replay``: an RGB-D folder or a rosbag2), and the node
+   (``python -m clip_perception.tools.replay``: an RGB-D folder or a rosbag2), and the node
    (``python -m clip_perception.node``, i.e. ``clip_perception_node``).  Their output
    goes to ``OUT/demo_camera.log`` and ``OUT/demo_node.log``;
 3. sends the command on the node's ``command`` topic (``std_msgs/String``, as a voice
@@ -23,9 +23,9 @@ What it does, in order:
 4. prints every ``TargetDetectionArray`` for that command as one line: target,
    confidence, box, 3D position (metres, camera optical frame) and -- in simulation --
    the ground-truth object under the box (best IoU with the sim's latched
-   ``ground_truth`` boxes), the IoU and the 3D distance to that object's centre.  The
-   node reports the *visible surface* (median depth in the box), so that distance
-   includes up to the object's half depth;
+   ``ground_truth`` boxes), the IoU and the 3D distance to that object's centre (the node
+   reports the object centre from its mask and the table plane when it can, else the
+   visible surface; the line says which);
 5. after ``--frames`` results (default 3) or ``--timeout`` seconds, saves
    ``OUT/demo.png`` (the camera image of the last result, drawn with
    :func:`clip_perception.visualize.draw_result`; the ground-truth box in magenta),
@@ -351,7 +351,7 @@ def _camera_argv(args, data: Optional[Path], ns: str, target: str) -> tuple[list
         except (ValueError, OSError) as exc:
             raise _Exit(f"error: {exc}") from None
         extra = maps + ["--topics", *topics]
-    argv = [py, "-m", "clip_perception.replay", str(data), "--rate", "1.0", "--loop", "--start-delay", "2.0",
+    argv = [py, "-m", "clip_perception.tools.replay", str(data), "--rate", "1.0", "--loop", "--start-delay", "2.0",
             *extra, "--ros-args", "-r", f"__ns:={ns}"]
     return argv, f"replay of {data} (real data: no ground truth)"
 
