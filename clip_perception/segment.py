@@ -49,6 +49,8 @@ BOX_GROWTH = 1.0
 EDGE_JUMP = 0.03
 #: GrabCut's context around the box (fraction of its size per side).
 GRABCUT_GROWTH = 0.15
+#: A GrabCut mask covering less than this share of its box is no object (the box is kept).
+GRABCUT_MIN_FILL = 0.03
 #: GrabCut iterations without depth.
 GRABCUT_ITERATIONS = 2
 #: GrabCut runs on the crop downscaled so that its longest side is at most this [pixels].
@@ -283,6 +285,13 @@ def _grabcut_crop(rgb: np.ndarray, box, iterations: int = GRABCUT_ITERATIONS) ->
     except cv2.error:  # too few background / foreground samples for the colour models
         return None
     fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    if count <= 1:
+        return None
+    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[biggest, cv2.CC_STAT_AREA] < GRABCUT_MIN_FILL * (x2 - x1) * (y2 - y1):
+        return None  # a speck: GrabCut found no object in the box (the ranked box is kept)
+    fg = (labels == biggest).astype(np.uint8)
     if scale < 1.0:
         fg = cv2.resize(fg, (cw, ch), interpolation=cv2.INTER_NEAREST)
     if not fg.any():

@@ -292,3 +292,24 @@ def test_two_proposals_on_one_object_give_one_detection():
                                                                   K=fr.K, proposals=proposals)
     assert len(res.detections) == 1
     assert np.abs(res.detections[0].box - ball.box).max() <= 3.0
+
+
+def test_rgb_only_box_is_never_a_grabcut_speck():
+    """Regression (make demo, seed 5, first frame before depth): GrabCut on the red ball's proposal
+    left a 2x3-pixel speck that became the reported box.  A mask covering almost nothing of its box
+    is no object: the ranked box is kept."""
+    from clip_perception.boxes import box_iou
+    from clip_perception.sim.scene import make_scene
+
+    scene = make_scene(seed=5, num_objects=6)
+    try:
+        fr = scene.render()
+    finally:
+        scene.close()
+    (ball,) = fr.find("red ball")
+    cfg = make_config({"color_prior_weight": 1.0})
+    res = Detector(cfg.detector, encoder=ColorTestEncoder()).detect(fr.rgb, "pick up the red ball")
+    best = res.best
+    assert best is not None and float(box_iou(best.box[None], ball.box[None])[0, 0]) >= 0.5
+    assert (best.box[2] - best.box[0]) * (best.box[3] - best.box[1]) >= 0.3 * (
+        (best.proposal_box[2] - best.proposal_box[0]) * (best.proposal_box[3] - best.proposal_box[1]))
