@@ -23,13 +23,14 @@ from test_node import depth_msg, graph, image_msg, iou, roi_box, wait_for
 BOX = dict(shape="box", color="blue", xy=(0.05, 0.10), size=(0.06, 0.05, 0.02), name="blue box")
 BALL_A = dict(shape="ball", color="red", xy=(-0.10, -0.02), size=(0.03,), name="red ball")
 BALL_B = dict(shape="ball", color="red", xy=(0.02, -0.22), size=(0.03,), name="red ball 2")
+CUP = dict(shape="cup", color="green", xy=(0.20, -0.05), size=(0.04, 0.045), name="green cup")
 RELIABLE = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 T0 = 1_700_000_100
 
 
 @pytest.fixture(scope="module")
 def frame():
-    scene = make_scene(objects=[BOX, BALL_A, BALL_B])
+    scene = make_scene(objects=[BOX, BALL_A, BALL_B, CUP])
     try:
         yield scene.render()
     finally:
@@ -80,32 +81,49 @@ def _graph():
                  no_image_warn_s=60.0)
 
 
+def _expected_place(relation, picked):
+    """World point the place point must be at (2 cm): on = the box's top centre, in = the cup's rim
+    centre, left_of = on the table beside the box at its half width + the ball's radius + the 3 cm
+    place_margin (image left is world +y)."""
+    if relation == "on":
+        return [BOX["xy"][0], BOX["xy"][1], TABLE_HEIGHT + 2 * BOX["size"][2]]
+    if relation == "in":
+        return [CUP["xy"][0], CUP["xy"][1], TABLE_HEIGHT + 2 * CUP["size"][1]]
+    half_picked = 0.5 * max(picked.size.x, picked.size.y)
+    return [BOX["xy"][0], BOX["xy"][1] + BOX["size"][1] + half_picked + 0.03, TABLE_HEIGHT]
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_pick_and_place_over_topics_gives_both_targets_and_the_place_point(frame):
+@pytest.mark.parametrize("text, destination, relation, status", [
+    ("put the red ball on the blue box", "blue box", "on", "; place: on the blue box"),
+    ("put the red ball in the green cup", "green cup", "in", "; place: in the green cup"),
+    ("place the red ball to the left of the blue box", "blue box", "left_of", "; place: left of the blue box"),
+])
+def test_pick_and_place_over_topics_gives_both_targets_and_the_place_point(frame, text, destination, relation,
+                                                                           status):
     with _graph() as g:
         places = []
         g.tester.create_subscription(PoseStamped, f"{g.ns}/place_pose", g._collector(places), RELIABLE)
         feed = Feeder(g, frame)
-        g.send_command("put the red ball on the blue box")
-        g.wait_status("looking for: red ball; place: on blue box")
+        g.send_command(text)
+        g.wait_status(f"looking for: red ball; place: {relation.replace('_', ' ')} {destination}")
         msg = feed.result(lambda m: m.intent == "pick_place" and m.has_place_position)
         assert (msg.action, msg.target, msg.destination, msg.destination_relation) == (
-            "place", "red ball", "blue box", "on")
+            "place", "red ball", destination, relation)
         assert msg.detections[0].has_position and msg.destination_detections[0].has_position
-        (box,) = frame.find("blue box")
-        assert iou(roi_box(msg.destination_detections[0].roi), box.box) >= 0.5
-        top = _optical(frame, [BOX["xy"][0], BOX["xy"][1], TABLE_HEIGHT + 2 * BOX["size"][2]])
+        (dest,) = frame.find(destination)
+        assert iou(roi_box(msg.destination_detections[0].roi), dest.box) >= 0.5
+        expected = _optical(frame, _expected_place(relation, msg.detections[0]))
         got = np.array([msg.place_position.x, msg.place_position.y, msg.place_position.z])
-        assert np.linalg.norm(got - top) < 0.02
+        assert np.linalg.norm(got - expected) < 0.02
         pose = wait_for(lambda: next((p for p in list(places) if p.header.stamp == msg.header.stamp), None),
                         what="place_pose")
         assert pose.header.frame_id == frame.frame_id
         assert np.allclose([pose.pose.position.x, pose.pose.position.y, pose.pose.position.z], got)
         # status changes when the found state does (the very first frame may still lack depth)
-        status = g.wait_status("; place: on the blue box")
-        assert status.startswith("found red ball")
+        assert g.wait_status(status).startswith("found red ball")
 
 
 @pytest.mark.ros

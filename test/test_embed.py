@@ -9,30 +9,13 @@ import pytest
 
 from clip_perception import embed, ranking
 from clip_perception.command import parse_command, parse_object_phrase
-from clip_perception.params import PARAMETERS, RankingConfig
 from clip_perception.pipeline import rank_boxes as rank
 from clip_perception.types import Timings
 from fake_encoders import ColorTestEncoder
 
-H, W = 480, 640
-TABLE = (128, 128, 128)
-RED, BLUE = (255, 0, 0), (0, 0, 255)
+from test_ranking import H, RED, W, cfg, scene  # the synthetic scenes of test_ranking.py
+
 THREE = [(100, 150, 160, 210, RED), (300, 300, 360, 360, RED), (500, 220, 560, 280, RED)]
-TABLE_BOXES = [[0, 0, 60, 60], [560, 400, 640, 480], [250, 420, 330, 470]]
-
-
-def cfg(**kw):
-    base = dict(score_threshold=0.5, color_prior_weight=0.3, relation_weight=0.5, top_k=5, mode="crop",
-                cascade_top_k=10, negative_prompts=list(PARAMETERS["negative_prompts"].default))
-    base.update(kw)
-    return RankingConfig(**base)
-
-
-def scene(rects):
-    img = np.full((H, W, 3), TABLE, np.uint8)
-    for x1, y1, x2, y2, c in rects:
-        img[y1:y2, x1:x2] = c
-    return img, np.array([r[:4] for r in rects] + TABLE_BOXES, np.float32)
 
 
 def cmd(text):
