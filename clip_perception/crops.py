@@ -49,12 +49,11 @@ A single 2-D torchvision resize (float intermediate, no clamp) differed by up to
 (bicubic, MuJoCo renders), hence the two rounded passes.  The tests assert the 2/255 bound
 (:data:`TORCH_MAX_DIFF_FROM_PILLOW`, ``test/test_crops.py``).
 
-Speed on this 2-core CPU (100 crops of a 640x480 MuJoCo render, square sides 34..383 px,
-median 306, to 224x224; median of 7 runs in one process, 2 torch threads, a machine shared
-with other jobs, load average about 8, so absolute times are inflated several-fold):
-Pillow backend 0.90 s, torch backend 8.0 s, the former hand-written fixed-point matrix
-products 7.1 s.  So the CPU keeps Pillow (which is also what open_clip's ``preprocess``
-runs); the torch backend is for CUDA, where the frame stays on the device.
+Speed on this 2-core CPU (``scripts/measure_crop_speed.py 5``: 100 crops of a 640x480 MuJoCo
+render to 224x224, median of 5 runs in one process, 2 torch threads, load average 0.6): Pillow
+backend 145 ms, torch backend 171 ms (on a machine loaded to about 8: 0.90 s and 8.0 s, the removed
+hand-written fixed-point matrix products 7.1 s).  So the CPU keeps Pillow (which is also what
+open_clip's ``preprocess`` runs); the torch backend is for CUDA, where the frame stays on the device.
 """
 
 from __future__ import annotations
