@@ -331,10 +331,11 @@ class CropMaker:
         scale, shift = self._norm[key]
         return x255.mul_(scale.view(1, 3, 1, 1)).sub_(shift.view(1, 3, 1, 1))
 
-    def boxes(self, frame: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
-        """(N, 3, Sh, Sw) normalised crops of (N, 4) xyxy pixel ``boxes`` of ``frame``."""
+    def boxes(self, frame: torch.Tensor, boxes: np.ndarray, size: Optional[tuple] = None) -> torch.Tensor:
+        """(N, 3, Sh, Sw) normalised crops of (N, 4) xyxy pixel ``boxes`` of ``frame``;
+        ``(Sh, Sw)`` = ``size`` (pixels), default the model's input size."""
         regions = square_regions(boxes, self.context_margin)
-        return self.normalise(self.resized(frame, regions, self.spec.input_size))
+        return self.normalise(self.resized(frame, regions, tuple(size) if size else self.spec.input_size))
 
     def letterbox(self, frame: torch.Tensor, side: int) -> torch.Tensor:
         """(1, 3, side, side) normalised letterbox of the whole ``frame`` (:func:`letterbox_region`)."""

@@ -1,4 +1,4 @@
-"""Dense CLIP patch features, MaskCLIP-style, and their pooling inside boxes (ROS-free).
+"""Dense CLIP patch features, MaskCLIP-style, their pooling inside boxes, and the ViT at any input size (ROS-free).
 
 MaskCLIP (Zhou, Loy, Dai, "Extract Free Dense Labels from CLIP", ECCV 2022, section 3.2):
 for open_clip's ``VisionTransformer`` the last transformer block's query-key attention is
@@ -7,7 +7,12 @@ output if every token attended only to itself), followed by ``ln_post`` and ``pr
 residual, no MLP.  The input is the frame letterboxed to a square
 (:func:`clip_perception.crops.letterbox_region`) and resized to ``S x S``; an ``S`` other
 than the model's input size interpolates the positional embeddings bicubically, as
-open_clip's ``resize_pos_embed`` does.
+open_clip's ``resize_pos_embed`` does (antialiased).
+
+:func:`pooled_embedding` is open_clip's ``VisionTransformer.forward`` with the positional
+embedding resized the same way, so that crops can be encoded at a smaller side than the
+model's (the cascade's re-rank, ``cascade_crop_size``); at the model's own side it is the
+model's forward.
 
 Per box, the L2-normalised patch features are averaged with weights equal to the
 box/patch overlap area, then re-normalised (:func:`pool_boxes`).  Other vision towers
@@ -58,7 +63,8 @@ def positional_embedding(visual: torch.nn.Module, gh: int, gw: int, cache: dict)
     """(1 + gh*gw, width) positional embedding of a ``gh x gw`` patch grid.
 
     The model's own for its grid; else its patch part resized bicubically
-    (``align_corners=False``, as ``open_clip.model.resize_pos_embed``).  Cached in
+    (``align_corners=False, antialias=True``: exactly ``open_clip.model.resize_pos_embed`` of
+    open_clip 3.3, what open_clip does to load a checkpoint at another image size).  Cached in
     ``cache`` per (gh, gw, device); clear the cache when the model moves.
     """
     pos = visual.positional_embedding
@@ -70,7 +76,7 @@ def positional_embedding(visual: torch.nn.Module, gh: int, gw: int, cache: dict)
             pe = pos
         else:
             grid = pos[1:].float().reshape(1, g0h, g0w, -1).permute(0, 3, 1, 2)
-            grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
+            grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False, antialias=True)
             grid = grid.permute(0, 2, 3, 1).reshape(gh * gw, -1).to(pos.dtype)
             pe = torch.cat([pos[:1], grid], 0)
         cache[key] = pe
@@ -110,6 +116,49 @@ def value_path(block: torch.nn.Module, y: torch.Tensor) -> torch.Tensor:
     return block.ls_1(out)
 
 
+def embed_tokens(visual: torch.nn.Module, x: torch.Tensor, pos_cache: dict) -> torch.Tensor:
+    """Tokens entering the transformer: open_clip ``VisionTransformer._embeds`` at ``x``'s grid.
+
+    Patch embedding (``conv1``), class token, the positional embedding of the grid
+    (:func:`positional_embedding`), patch dropout (identity in eval), ``ln_pre``.
+
+    Args:
+        visual: open_clip ``VisionTransformer``.
+        x: (B, 3, S, S) normalised input on the model's device and dtype.
+        pos_cache: cache for :func:`positional_embedding`.
+
+    Returns:
+        ``(tokens (B, 1 + gh*gw, width), (gh, gw))``.
+    """
+    x = visual.conv1(x)
+    B, C, gh, gw = x.shape
+    x = x.reshape(B, C, gh * gw).permute(0, 2, 1)
+    cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(B, -1, -1)
+    x = torch.cat([cls, x], 1) + positional_embedding(visual, gh, gw, pos_cache).to(x.dtype)
+    return visual.ln_pre(visual.patch_dropout(x)), (gh, gw)
+
+
+def pooled_embedding(visual: torch.nn.Module, x: torch.Tensor, pos_cache: dict) -> torch.Tensor:
+    """Image embeddings of inputs of any side: ``visual(x)`` with the positional embedding resized.
+
+    open_clip 3.3's ``VisionTransformer.forward`` (``_embeds``, ``transformer``, ``_pool``,
+    ``proj``) with :func:`embed_tokens` in place of ``_embeds``; equal to ``visual(x)`` at the
+    model's input side (``test/test_dense.py``).
+
+    Args:
+        visual: open_clip ``VisionTransformer`` (checked by :func:`require_vit`).
+        x: (B, 3, S, S) normalised input, ``S`` a multiple of the patch size, on the model's
+            device and dtype.
+        pos_cache: cache for :func:`positional_embedding`.
+
+    Returns:
+        (B, D) embeddings in the model's dtype (not normalised).
+    """
+    tokens, _ = embed_tokens(visual, x, pos_cache)
+    pooled, _ = visual._pool(visual.transformer(tokens))
+    return pooled @ visual.proj if visual.proj is not None else pooled
+
+
 def patch_features(visual: torch.nn.Module, x: torch.Tensor, pos_cache: dict) -> torch.Tensor:
     """MaskCLIP patch features of normalised letterboxed frames.
 
@@ -121,13 +170,8 @@ def patch_features(visual: torch.nn.Module, x: torch.Tensor, pos_cache: dict) ->
     Returns:
         (B, gh, gw, D) float32 features (not normalised), ``gh = gw = S // patch``.
     """
-    x = visual.conv1(x)
-    B, C, gh, gw = x.shape
-    x = x.reshape(B, C, gh * gw).permute(0, 2, 1)
-    cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(B, -1, -1)
-    x = torch.cat([cls, x], 1) + positional_embedding(visual, gh, gw, pos_cache).to(x.dtype)
-    x = visual.patch_dropout(x)
-    x = visual.ln_pre(x)
+    x, (gh, gw) = embed_tokens(visual, x, pos_cache)
+    B = x.shape[0]
     tr = visual.transformer
     batch_first = getattr(tr, "batch_first", True)
     if not batch_first:

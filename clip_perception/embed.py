@@ -11,7 +11,8 @@ command the text embeddings of its phrases (target, reference, negative prompts)
 * ``cascade``: ``dense`` for every box, a pre-rank with the ranking's own scoring
   (``ranking.score_boxes``: CLIP + colour prior, for the target and the reference), then the
   contenders of each phrase (their union) are re-encoded as crops and replace their dense
-  rows.  With N <= ``cascade_top_k`` every box is simply cropped.  The contenders
+  rows (at ``cascade_crop_size`` pixels when it is set: ``encode_boxes(..., size=...)``).
+  With N <= ``cascade_top_k`` every box is simply cropped (at the model's input size).  The contenders
   (:func:`cascade_contenders`; ``m = cascade_margin``, ``t = score_threshold``, ``s`` the best
   usable pre-rank score): none when ``s <= t - m`` (nothing can reach the threshold within
   the margin: not found); else the usable boxes scoring at least ``s - m``, one per object
@@ -27,7 +28,8 @@ Several frames (cameras): the first pass of all frames that share a mode goes th
 encoders) are called frame by frame.  The cascade's crop re-rank runs per frame.
 
 The encoder protocol (``encoder.Encoder``): ``encode_texts(list[str]) -> (M, D)``,
-``encode_boxes(rgb, boxes, mode) -> (N, D)`` (unit-norm float32), ``logit_scale``, optional
+``encode_boxes(rgb, boxes, mode, size=None) -> (N, D)`` (unit-norm float32; ``size`` is passed
+only when ``cascade_crop_size`` is set), ``logit_scale``, optional
 ``device`` and ``encode_boxes_multi(frames, boxes, mode) -> list of (Ni, D)``.
 """
 
@@ -163,7 +165,8 @@ def _cascade_rerank(encoder, rgb: np.ndarray, box_set: BoxSet, dense: np.ndarray
     idx = np.array(sorted(sel), dtype=np.int64)
     emb = dense.copy()
     if idx.size:
-        emb[idx] = np.asarray(encoder.encode_boxes(rgb, box_set.boxes[idx], mode="crop"), dtype=np.float32)
+        size = {"size": int(config.cascade_crop_size)} if config.cascade_crop_size else {}
+        emb[idx] = np.asarray(encoder.encode_boxes(rgb, box_set.boxes[idx], mode="crop", **size), dtype=np.float32)
     if timings is not None:
         timings.add("encode_boxes", (time.perf_counter() - t0) * 1e3)
     return emb
@@ -181,8 +184,8 @@ def embed_boxes(encoder, rgbs: Sequence[np.ndarray], box_sets: Sequence[BoxSet],
         texts: F text embeddings of each frame's query (the cascade's pre-rank scores with
             them; frames of one command share one object), ``None`` for a frame without boxes.
         mode: ``crop``, ``dense`` or ``cascade`` (already resolved, :func:`resolve_mode`).
-        config: :class:`params.RankingConfig` (``cascade_top_k``, ``cascade_margin``, ``score_threshold``,
-            ``color_prior_weight``).
+        config: :class:`params.RankingConfig` (``cascade_top_k``, ``cascade_margin``, ``cascade_crop_size``,
+            ``score_threshold``, ``color_prior_weight``).
         timings: optional F :class:`types.Timings` (or ``None`` entries), each receiving
             ``encode_boxes`` milliseconds (a batched call counts fully for every frame in it).
 

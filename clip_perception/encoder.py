@@ -20,121 +20,28 @@ backend (CPU default), within 2/255 per value with the torch backend (CUDA defau
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import threading
 import time
-from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .boxes import as_boxes
-from .crops import CROP_BACKENDS, CropMaker, CropSpec
-from .dense import dense_geometry, patch_features, pool_boxes, require_vit
+from .crops import CropMaker, CropSpec
+from .dense import dense_geometry, patch_features, pool_boxes, pooled_embedding, require_vit
 from .device import PRECISION_DTYPES, HostUploader, resolve_device_precision
-from .params import PARAMETERS
+from .encoder_options import (CPU_MAX_BATCH, DEFAULT_BATCH_BUCKETS, DEFAULT_PROMPT_TEMPLATES,  # noqa: F401 (re-exported)
+                              Encoder, EncoderOptions)
 from .quantize import quantize_linear_int8
 from .types import check_rgb
 from .weights import load_model
 
 log = logging.getLogger(__name__)
 
-#: Prompt templates averaged for every phrase: the parameter table's default (params.py).
-DEFAULT_PROMPT_TEMPLATES: tuple[str, ...] = tuple(PARAMETERS["prompt_templates"].default)
-
-#: Batch sizes that image batches are padded up to (when bucketing is on).
-DEFAULT_BATCH_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
-
-#: Default most images per model forward on CPU (see ``EncoderOptions.max_batch``).
-CPU_MAX_BATCH = 32
-
 _TEXT_CACHE_SIZE = 256
-
-
-@runtime_checkable
-class Encoder(Protocol):
-    """What ranking/pipeline code needs from an encoder (tests plug in their own).
-
-    ``encode_texts(phrases)`` -> (M, D) float32 unit rows;
-    ``encode_boxes(rgb (H, W, 3) uint8, boxes (N, 4) float32 xyxy px, mode)`` ->
-    (N, D) float32 unit rows; ``logit_scale``: CLIP temperature (float, <= 100).
-    """
-
-    logit_scale: float
-
-    def encode_texts(self, phrases: list[str]) -> np.ndarray: ...
-
-    def encode_boxes(self, rgb: np.ndarray, boxes: np.ndarray, mode: str = "crop") -> np.ndarray: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class EncoderOptions:
-    """Everything about a :class:`ClipEncoder` but the model, weights, device and precision.
-
-    Attributes:
-        prompt_templates: templates containing "{}" (None: :data:`DEFAULT_PROMPT_TEMPLATES`;
-            empty: ``("{}",)``); stored as a tuple.
-        cache_dir: download cache for open_clip / huggingface_hub (None = their defaults:
-            ~/.cache/huggingface/hub and ~/.cache/clip).
-        batch_buckets: sizes image batches are padded to (when bucketing); stored sorted.
-        context_margin: crop margin per side as a fraction of the longer box side, [0, 2].
-        dense_size: input side for dense mode (None -> model input size); rounded down to
-            a multiple of the patch size.
-        bucket_batches: pad image batches to ``batch_buckets`` sizes (repeated shapes for
-            cuDNN autotuning / torch.compile).  None -> on for CUDA or ``compile=True``,
-            off on CPU (padding would only waste compute).
-        compile: wrap the vision tower in ``torch.compile``.
-        allow_download: if weights are not cached, try downloading (only when no offline
-            env var is set and the host answers within 3 s).
-        crop_backend: how crops and the dense letterbox are resampled
-            (:class:`~clip_perception.crops.CropMaker`): "pillow" (fastest on a CPU,
-            open_clip's values exactly), "torch" (torchvision on the model's device, within
-            2/255 of Pillow) or "auto" (pillow on CPU, torch on CUDA).
-        max_batch: most images per model forward (larger inputs are chunked).  None -> the
-            largest ``batch_buckets`` size on CUDA, :data:`CPU_MAX_BATCH` on CPU (bigger CPU
-            batches are no faster but cost about 4 MiB of activations per ViT-B/32 image).
-        quantize_int8: CPU only: int8 linear layers in the image tower (:mod:`clip_perception.quantize`).
-
-    Raises:
-        ValueError: templates without "{}", no positive bucket, margin outside [0, 2],
-            unknown crop backend, ``max_batch`` < 1.
-    """
-
-    prompt_templates: Optional[Sequence[str]] = None
-    cache_dir: Optional[str] = None
-    batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS
-    context_margin: float = 0.1
-    dense_size: Optional[int] = None
-    bucket_batches: Optional[bool] = None
-    compile: bool = False
-    allow_download: bool = True
-    crop_backend: str = "auto"
-    max_batch: Optional[int] = None
-    quantize_int8: bool = False
-
-    def __post_init__(self) -> None:
-        templates = DEFAULT_PROMPT_TEMPLATES if self.prompt_templates is None else tuple(self.prompt_templates)
-        templates = templates or ("{}",)
-        bad = [t for t in templates if not isinstance(t, str) or "{}" not in t]
-        if bad:
-            raise ValueError(f"prompt templates must contain '{{}}': {bad}")
-        buckets = tuple(sorted({int(b) for b in self.batch_buckets if int(b) >= 1}))
-        if not buckets:
-            raise ValueError("batch_buckets must contain positive sizes")
-        if not (0.0 <= float(self.context_margin) <= 2.0):
-            raise ValueError("context_margin must be in [0, 2]")
-        if self.crop_backend not in CROP_BACKENDS:
-            raise ValueError(f"crop_backend must be one of {', '.join(CROP_BACKENDS)}, got {self.crop_backend!r}")
-        if self.max_batch is not None and int(self.max_batch) < 1:
-            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
-        set_ = object.__setattr__  # normalised values of a frozen dataclass
-        set_(self, "prompt_templates", templates)
-        set_(self, "batch_buckets", buckets)
-        set_(self, "context_margin", float(self.context_margin))
-        set_(self, "cache_dir", None if self.cache_dir is None else str(self.cache_dir))
-        set_(self, "max_batch", None if self.max_batch is None else int(self.max_batch))
 
 
 def _check_boxes(boxes: np.ndarray) -> np.ndarray:
@@ -161,7 +68,9 @@ class ClipEncoder:
             a local file for a QuickGELU model needs the "-quickgelu" model name.
         device: "auto" | "cpu" | "cuda[:N]" (:func:`~clip_perception.device.resolve_device_precision`).
         precision: "auto" | "fp32" | "fp16" | "bf16" (open_clip mixed precision: half
-            weights, fp32 LayerNorm).
+            weights, fp32 LayerNorm); "auto" is fp16 on CUDA and bf16 on a CPU with native
+            bf16 instructions, else fp32 (:func:`~clip_perception.device.resolve_device_precision`);
+            ``quantize_int8`` on the CPU makes it fp32 (int8 linear layers).
         options: an :class:`EncoderOptions`; or pass its fields as keywords
             (``prompt_templates=..., crop_backend=...``), not both.
 
@@ -196,6 +105,11 @@ class ClipEncoder:
         self.context_margin, self.cache_dir = opts.context_margin, opts.cache_dir
         self.max_batch_request = opts.max_batch
         self.device, self.precision = resolve_device_precision(device, precision)
+        if opts.quantize_int8 and self.device.type == "cpu" and self.precision != "fp32":
+            # torch.ao dynamic quantisation takes fp32 linear layers: int8 replaces bf16 here
+            (log.info if str(precision).strip().lower() == "auto" else log.warning)(
+                "quantize_int8: the image tower runs int8 linear layers with fp32 elsewhere (not %s)", self.precision)
+            self.precision = "fp32"
         self.dtype = PRECISION_DTYPES[self.precision]
         auto_bucket = self.device.type == "cuda" or opts.compile
         self.bucket_batches = bool(auto_bucket if opts.bucket_batches is None else opts.bucket_batches)
@@ -388,7 +302,8 @@ class ClipEncoder:
         return self.crops.reference(check_rgb(rgb, allow_empty=False), box, self.preprocess)
 
     # ---------------------------------------------------------------- image embeddings
-    def encode_boxes(self, rgb: np.ndarray, boxes: np.ndarray, mode: str = "crop") -> np.ndarray:
+    def encode_boxes(self, rgb: np.ndarray, boxes: np.ndarray, mode: str = "crop",
+                     size: Optional[int] = None) -> np.ndarray:
         """Image embeddings of box proposals.
 
         Args:
@@ -397,31 +312,53 @@ class ClipEncoder:
             mode: "crop" (square crop per box, one batched forward) or
                 "dense" (one forward over the frame, MaskCLIP patch features
                 pooled per box).
+            size: crop mode: side of the crops in pixels (None: the model's input side);
+                another side is rounded down to whole patches (:meth:`crop_side`) and
+                encoded with the positional embedding resized
+                (:func:`clip_perception.dense.pooled_embedding`).  Unused by dense mode.
 
         Returns:
             (N, D) float32 unit-norm rows ((0, D) for no boxes).
 
         Raises:
-            ValueError: bad image/boxes/mode.
-            NotImplementedError: dense mode on a non-ViT vision tower.
+            ValueError: bad image/boxes/mode/size.
+            NotImplementedError: dense mode, or crops of another size, on a non-ViT vision tower.
         """
-        return self.encode_boxes_multi([rgb], [boxes], mode=mode)[0]
+        return self.encode_boxes_multi([rgb], [boxes], mode=mode, size=size)[0]
+
+    def crop_side(self, size: Optional[int]) -> tuple[int, int]:
+        """(Sh, Sw) pixels of crops asked at side ``size``: the model's input size for None or
+        that size, else ``size`` rounded down to whole patches (at least one patch).
+
+        Raises:
+            ValueError: ``size`` < 1.
+            NotImplementedError: another size on a vision tower that is not a plain ViT.
+        """
+        if size is None or (int(size), int(size)) == tuple(self.input_size):
+            return tuple(self.input_size)
+        if int(size) < 1:
+            raise ValueError(f"crop size must be >= 1 pixel, got {size}")
+        self._require_dense()  # a plain ViT: its positional embedding can be resized
+        p = self.patch_size[0]
+        side = max(p, int(size) - int(size) % p)
+        return (side, side)
 
     def encode_boxes_multi(self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray],
-                           mode: str = "crop") -> list[np.ndarray]:
+                           mode: str = "crop", size: Optional[int] = None) -> list[np.ndarray]:
         """Embeddings of boxes of several frames (e.g. cameras) in one batch.
 
         Args:
             frames: F images (Hi, Wi, 3) uint8 RGB (sizes may differ).
             boxes: F arrays (Ni, 4) float32 xyxy pixels of the matching frame.
             mode: "crop" or "dense".
+            size: crop side (:meth:`encode_boxes`).
 
         Returns:
             F arrays (Ni, D) float32 unit rows.
 
         Raises:
-            ValueError: bad images/boxes/mode, ``frames`` and ``boxes`` of different lengths.
-            NotImplementedError: dense mode on a non-ViT vision tower.
+            ValueError: bad images/boxes/mode/size, ``frames`` and ``boxes`` of different lengths.
+            NotImplementedError: dense mode, or crops of another size, on a non-ViT vision tower.
         """
         if len(frames) != len(boxes):
             raise ValueError("frames and boxes must have the same length")
@@ -433,20 +370,25 @@ class ClipEncoder:
         if sum(counts) == 0:
             return [np.zeros((0, self.embed_dim), np.float32) for _ in frames]
         with self._lock, torch.inference_mode():
-            feats = self._encode_crops(frames, boxes) if mode == "crop" else self._encode_dense(frames, boxes)
+            if mode == "crop":
+                feats = self._encode_crops(frames, boxes, self.crop_side(size))
+            else:
+                feats = self._encode_dense(frames, boxes)
         out, k = [], 0
         for n in counts:
             out.append(np.ascontiguousarray(feats[k:k + n], dtype=np.float32))
             k += n
         return out
 
-    def _encode_crops(self, frames: list[np.ndarray], boxes: list[np.ndarray]) -> np.ndarray:
-        """(sum Ni, D) unit crop embeddings of all boxes, frame by frame."""
+    def _encode_crops(self, frames: list[np.ndarray], boxes: list[np.ndarray], side: tuple[int, int]) -> np.ndarray:
+        """(sum Ni, D) unit crop embeddings of all boxes at ``side`` pixels, frame by frame."""
         t0 = time.perf_counter()
-        crops = [self.crops.boxes(self._upload(f, i), b) for i, (f, b) in enumerate(zip(frames, boxes)) if len(b)]
+        crops = [self.crops.boxes(self._upload(f, i), b, side) for i, (f, b) in enumerate(zip(frames, boxes)) if len(b)]
         x = crops[0] if len(crops) == 1 else torch.cat(crops, 0)
         t0 = self._mark("encoder.crop", t0)
-        feats = self._run_batched(x, self._encode_image_batch, bucketed=self.bucket_batches)
+        own = side == tuple(self.input_size)
+        fn = self._encode_image_batch if own else self._encode_resized_batch
+        feats = self._run_batched(x, fn, bucketed=self.bucket_batches and own)
         feats = F.normalize(feats.float(), dim=-1).cpu().numpy()
         self._mark("encoder.image", t0)
         return feats
@@ -470,6 +412,13 @@ class ClipEncoder:
         if self.fault_hook is not None:
             self.fault_hook(x)
         return self._visual(x).float()
+
+    def _encode_resized_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Crops of another side than the model's: the ViT with its positional embedding resized."""
+        x = x.to(self.device, self.dtype, non_blocking=True)
+        if self.fault_hook is not None:
+            self.fault_hook(x)
+        return pooled_embedding(self.model.visual, x, self._pos_cache).float()
 
     # ---------------------------------------------------------------- dense (MaskCLIP)
     def _require_dense(self) -> None:

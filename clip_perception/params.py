@@ -94,7 +94,8 @@ _SPECS = (
               reload_model=True, stage="model"),
     ParamSpec("device", str, "auto", "torch device: auto (cuda when available), cuda, cuda:N or cpu",
               reload_model=True, stage="model"),
-    ParamSpec("precision", str, "auto", "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16 (CUDA only)",
+    ParamSpec("precision", str, "auto", "auto (fp16 on CUDA; bf16 on a CPU with native bf16 instructions, e.g. AVX512-BF16, else fp32), "
+              "fp32, fp16 (CUDA only) or bf16 (CUDA, or a CPU with native bf16)",
               choices=("auto", "fp32", "fp16", "bf16"), reload_model=True, stage="model"),
     ParamSpec("quantize_int8", bool, False,
               "CPU only: dynamic int8 quantisation of the image tower's linear layers (torch.ao quantize_dynamic); "
@@ -113,6 +114,10 @@ _SPECS = (
               "re-ranked with crops (at most cascade_top_k), none when the best leads every other object by it and "
               "lies this far from score_threshold; 1 = always the cascade_top_k best", min=0.0, max=1.0,
               stage="ranking"),
+    ParamSpec("cascade_crop_size", int, 128,
+              "cascade mode: side in pixels of the re-rank crops; 0 = the model's input side (224 for ViT-B-32); "
+              "smaller is faster (a ViT's positional embedding is resized bicubically; rounded down to whole "
+              "patches)", min=0, max=1024, stage="ranking"),
     ParamSpec("proposal_methods", list, ["selective_search", "contours", "depth"],
               "region proposal methods (selective_search, contours, grid, depth); depth runs only with depth + K",
               choices=PROPOSAL_METHODS, stage="proposals"),

@@ -120,7 +120,7 @@ class ColorTestEncoder:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self.text_vector(t) for t in texts])
 
-    def encode_boxes(self, rgb: np.ndarray, boxes: np.ndarray, mode: str = "crop") -> np.ndarray:
+    def encode_boxes(self, rgb: np.ndarray, boxes: np.ndarray, mode: str = "crop", size=None) -> np.ndarray:
         """(N, D) float32 unit-norm embeddings from the dominant central colour of each box."""
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         with self._lock:
@@ -162,7 +162,7 @@ class ConstantEncoder:
                 out[i, 2] = np.sqrt(max(0.0, 1.0 - self.target_cos ** 2))
         return out
 
-    def encode_boxes(self, rgb: np.ndarray, boxes: np.ndarray, mode: str = "crop") -> np.ndarray:
+    def encode_boxes(self, rgb: np.ndarray, boxes: np.ndarray, mode: str = "crop", size=None) -> np.ndarray:
         self.modes.append(mode)
         n = int(np.asarray(boxes).reshape(-1, 4).shape[0])
         out = np.zeros((n, self.dim), np.float32)
@@ -194,7 +194,7 @@ class SlowEncoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.inner.encode_texts(texts)
 
-    def encode_boxes(self, rgb: np.ndarray, boxes: np.ndarray, mode: str = "crop") -> np.ndarray:
+    def encode_boxes(self, rgb: np.ndarray, boxes: np.ndarray, mode: str = "crop", size=None) -> np.ndarray:
         with self._lock:
             self.box_calls += 1
         time.sleep(self.delay_s)

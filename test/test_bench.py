@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 
+from clip_perception.device import cpu_has_native_bf16
 from clip_perception.tools import bench
 from clip_perception.command import parse_command
 from clip_perception.encoder import ClipEncoder
@@ -77,7 +78,7 @@ def clear_frames():
 @pytest.fixture(scope="module")
 def clip_encoder():
     torch.manual_seed(0)
-    return ClipEncoder("ViT-B-32", pretrained="none", device="cpu")
+    return ClipEncoder("ViT-B-32", pretrained="none", device="cpu", precision="fp32")  # reference math in fp32
 
 
 def gt_box(frame, name: str = "red ball") -> np.ndarray:
@@ -231,11 +232,16 @@ def test_parse_modes():
         bench.parse_modes("crop,tiles")
 
 
+LEVERS_ALL = ["cascade_fixed", "cascade_crop224", "cascade_crop160", "cascade_fp32", "cascade_int8", "cascade_previous"]
+
+
 def test_parse_peers_and_levers():
     """'all' / 'none' / lists of peers and levers, in run order; unknown names raise."""
-    assert bench.parse_peers("all") == ["owlvit_b32", "owlv2_b16"] and bench.parse_peers("none") == []
+    assert bench.parse_peers("all") == ["owlvit_b32", "owlvit_b32_bf16", "owlv2_b16"]
+    assert bench.parse_peers("none") == []
     assert bench.parse_peers("owlv2_b16,owlvit_b32") == ["owlvit_b32", "owlv2_b16"]
-    assert bench.parse_levers("all") == ["cascade_fixed", "cascade_int8"] and bench.parse_levers("none") == []
+    assert bench.parse_levers("all") == LEVERS_ALL and bench.parse_levers("none") == []
+    assert bench.parse_levers("cascade_int8,cascade_crop224") == ["cascade_crop224", "cascade_int8"]
     with pytest.raises(ValueError):
         bench.parse_peers("yolo")
     with pytest.raises(ValueError):
@@ -278,6 +284,19 @@ def test_peer_processor_and_detections(clear_frames, name):
         assert 0.0 <= d.score <= 1.0
     ids, mask = peer.tokens(["red ball"])
     assert ids.shape == (1, 16) and int(mask.sum()) == 8  # <sot> a photo of a red ball <eot>
+
+
+def test_bf16_peer_runs_model_and_input_in_bf16(clear_frames):
+    """owlvit_b32_bf16: the OWL-ViT peer with weights and input in bf16 on a CPU with native bf16 (else fp32,
+    as resolve_device_precision decides); detections come back as float32 frame-pixel boxes."""
+    pytest.importorskip("transformers")
+    peer = bench.PeerDetector("owlvit_b32_bf16", tiny=True)
+    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    fr = clear_frames["ball_left_of_cube_and_cup"]
+    x, _ = peer.preprocess(fr.rgb)
+    assert x.dtype == expected and next(peer.model.parameters()).dtype == expected
+    dets = peer.detect(fr.rgb, ["red ball"], 0.0, 5, {})
+    assert len(dets) == 4 and all(d.box.dtype == np.float32 and 0.0 <= d.score <= 1.0 for d in dets)
 
 
 def test_naive_baseline_scores_every_box_with_text_reencoded(clear_frames, clip_encoder):
@@ -325,15 +344,18 @@ def test_bench_json_report_has_every_field():
                      ("naive_frames", int), ("torch_threads", int), ("random_weights", bool), ("width", int),
                      ("height", int), ("image_size", list), ("cascade_top_k", int)):
         assert isinstance(cfg[key], typ), key
-    assert cfg["model"] == "ViT-B-32" and cfg["device"] == "cpu" and cfg["precision"] == "fp32"
+    native_bf16 = cpu_has_native_bf16()
+    assert cfg["model"] == "ViT-B-32" and cfg["device"] == "cpu" and cfg["precision"] == ("bf16" if native_bf16 else "fp32")
     assert cfg["random_weights"] is True and cfg["image_size"] == [320, 240]
     assert cfg["proposals"] == 20 and cfg["frames"] == 3 and cfg["naive_frames"] == 1 and cfg["torch_threads"] >= 1
 
     results = {r["mode"]: r for r in rep["results"]}
-    rows = ["naive", "crop", "dense", "cascade", "cascade_fixed", "cascade_int8", "owlvit_b32", "owlv2_b16"]
+    levers = [m for m in LEVERS_ALL if native_bf16 or m != "cascade_fp32"]  # without bf16 the default is fp32
+    peers = ["owlvit_b32", "owlvit_b32_bf16", "owlv2_b16"]
+    rows = ["naive", "crop", "dense", "cascade", *levers, *peers]
     assert list(results) == rows
-    assert cfg["levers"] == ["cascade_fixed", "cascade_int8"] and set(cfg["peers"]) == {"owlvit_b32", "owlv2_b16"}
-    assert cfg["cascade_margin"] == 0.1 and rep["default_mode"] == "cascade"
+    assert cfg["levers"] == levers and list(cfg["peers"]) == peers
+    assert cfg["cascade_margin"] == 0.1 and cfg["cascade_crop_size"] == 128 and rep["default_mode"] == "cascade"
     for mode, r in results.items():
         assert r["frames"] == (1 if mode == "naive" else 3)
         for key in ("fps", "p50_ms", "p90_ms", "peak_rss_mb", "crops_per_s"):
@@ -347,13 +369,13 @@ def test_bench_json_report_has_every_field():
         assert r["stages_ms"]["image_encode"]["p50"] > 0 and r["stages_ms"]["decode"]["p50"] > 0
         assert "cuda_peak_mb" not in r  # CPU run
         # peers run no proposals; ours are charged the same proposal time
-        assert (r["stages_ms"]["proposals"]["p50"] == 0) == (mode in ("owlvit_b32", "owlv2_b16"))
+        assert (r["stages_ms"]["proposals"]["p50"] == 0) == (mode in peers)
     assert results["naive"]["stages_ms"]["text_encode"]["p50"] > 0  # re-encoded every frame
     assert results["naive"]["crops_encoded_per_frame"] == 20 and results["crop"]["crops_encoded_per_frame"] == 20
     assert results["dense"]["crops_encoded_per_frame"] == 0
     assert results["cascade_fixed"]["crops_encoded_per_frame"] == 10
     assert 0 <= results["cascade"]["crops_encoded_per_frame"] <= 10
-    assert results["owlvit_b32"]["crops_encoded_per_frame"] == results["owlv2_b16"]["crops_encoded_per_frame"] == 0
+    assert all(results[p]["crops_encoded_per_frame"] == 0 for p in peers)
 
     sp = rep["speedup_vs_naive"]
     assert set(sp) == set(rows) | {"default"}
@@ -363,9 +385,9 @@ def test_bench_json_report_has_every_field():
     for key in ("best_frame_speedup_vs_naive", "cpu_time_speedup_vs_naive"):
         assert set(rep[key]) == set(rows) and all(isinstance(v, float) and v > 0 for v in rep[key].values())
     spp = rep["speedup_vs_peer"]
-    assert set(spp) == {"owlvit_b32", "owlv2_b16"}
+    assert list(spp) == peers
     for peer, per in spp.items():
-        assert set(per) == set(rows[:6]) | {"default"} and per["default"] == per["cascade"]
+        assert set(per) == set(rows) - set(peers) | {"default"} and per["default"] == per["cascade"]
         assert per["dense"] == pytest.approx(results["dense"]["fps"] / results[peer]["fps"])
     assert "speed-up vs owlvit_b32" in proc.stderr and "OWL-ViT B/32 @ 768 px" in proc.stderr
 

@@ -20,7 +20,7 @@ from test_crops import make_frame
 @pytest.fixture(scope="module")
 def enc() -> ClipEncoder:
     torch.manual_seed(0)  # random weights: seed so value checks are reproducible
-    return ClipEncoder("ViT-B-32", pretrained="none", device="cpu")
+    return ClipEncoder("ViT-B-32", pretrained="none", device="cpu", precision="fp32")  # exact math checks
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +121,48 @@ def test_dense_not_supported_for_non_vit(enc, frame):
     finally:
         enc.model.visual = orig
     assert enc.model.visual is orig
+
+
+def test_pooled_embedding_is_the_model_forward_at_its_size_and_open_clips_resize_at_another(enc):
+    """pooled_embedding == visual(x) at 224; at 160 px == an open_clip ViT-B-32 built for 160 px
+    (force_image_size) loading the 224 model's weights through open_clip.model.resize_pos_embed."""
+    import open_clip
+
+    from clip_perception.dense import pooled_embedding
+
+    vis = enc.model.visual
+    g = torch.Generator().manual_seed(5)
+    with torch.inference_mode():
+        x224 = torch.randn(2, 3, 224, 224, generator=g)
+        assert torch.equal(pooled_embedding(vis, x224, {}), vis(x224))
+        small = open_clip.create_model("ViT-B-32", pretrained=None, force_image_size=160).eval()
+        state = {k: v.clone() for k, v in enc.model.state_dict().items()}
+        open_clip.model.resize_pos_embed(state, small)
+        small.load_state_dict(state)
+        assert small.visual.positional_embedding.shape == (1 + 25, 768)
+        x160 = torch.randn(3, 3, 160, 160, generator=g)
+        ours = pooled_embedding(vis, x160, {})
+        ref = small.visual(x160)
+        assert ours.shape == (3, 512)
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_crops_at_another_side(enc, frame):
+    """encode_boxes(size=S): crops of S px rounded down to whole 32-px patches (at least one), embedded by
+    pooled_embedding of exactly those crops; None / 224 is the model's own crop path."""
+    from clip_perception.dense import pooled_embedding
+
+    assert enc.crop_side(None) == enc.crop_side(224) == (224, 224)
+    assert enc.crop_side(160) == (160, 160) and enc.crop_side(150) == (128, 128) and enc.crop_side(20) == (32, 32)
+    with pytest.raises(ValueError):
+        enc.crop_side(0)
+    boxes = np.array([[10, 10, 120, 90], [200, 100, 300, 230], [0, 0, 320, 240]], np.float32)
+    e160 = enc.encode_boxes(frame, boxes, mode="crop", size=160)
+    with torch.inference_mode():
+        x = enc.crops.boxes(torch.from_numpy(frame), boxes, (160, 160))
+        assert tuple(x.shape) == (3, 3, 160, 160)
+        ref = torch.nn.functional.normalize(pooled_embedding(enc.model.visual, x, {}), dim=-1).numpy()
+    np.testing.assert_allclose(e160, ref, atol=1e-5)
+    e224 = enc.encode_boxes(frame, boxes, mode="crop")
+    np.testing.assert_array_equal(enc.encode_boxes(frame, boxes, mode="crop", size=224), e224)
+    assert e160.shape == e224.shape == (3, 512) and not np.allclose(e160, e224, atol=1e-3)

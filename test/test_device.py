@@ -8,20 +8,47 @@ import numpy as np
 import pytest
 import torch
 
-from clip_perception.device import (PRECISION_DTYPES, HostUploader, resolve_cpu_threads, resolve_device_precision,
-                                    set_cpu_threads, usable_cpus)
+from clip_perception import device as device_mod
+from clip_perception.device import (PRECISION_DTYPES, HostUploader, cpu_has_native_bf16, resolve_cpu_threads,
+                                    resolve_device_precision, set_cpu_threads, usable_cpus)
+
+ZEN4_FLAGS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
+SKYLAKE_FLAGS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni\n"
+ARM_BF16 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
 
 
 def test_resolve_device_precision():
-    """auto -> cuda/fp16 when CUDA exists, else cpu/fp32; unknown precision is a ValueError."""
+    """auto -> cuda/fp16 when CUDA exists, else cpu/bf16 on a native-bf16 CPU, else cpu/fp32;
+    unknown precision is a ValueError."""
     dev, prec = resolve_device_precision("auto", "auto")
     if torch.cuda.is_available():
         assert (dev.type, prec) == ("cuda", "fp16")
     else:
-        assert (dev.type, prec) == ("cpu", "fp32")
-    assert resolve_device_precision("cpu", "bf16") == (torch.device("cpu"), "fp32")
+        assert (dev.type, prec) == ("cpu", "bf16" if cpu_has_native_bf16() else "fp32")
     with pytest.raises(ValueError):
         resolve_device_precision("cpu", "int4")
+
+
+def test_cpu_native_bf16_flags():
+    """AVX512-BF16 (Zen 4), AMX-BF16 and Arm bf16 count; AVX-512 without BF16 does not."""
+    assert cpu_has_native_bf16(ZEN4_FLAGS) is True
+    assert cpu_has_native_bf16(ARM_BF16) is True
+    assert cpu_has_native_bf16(SKYLAKE_FLAGS.replace("avx512_vnni", "amx_bf16 amx_tile")) is True
+    assert cpu_has_native_bf16(SKYLAKE_FLAGS) is False
+    assert cpu_has_native_bf16("") is False
+    assert cpu_has_native_bf16("model name\t: bf16 in a name avx512_bf16\n") is False  # only flags lines
+
+
+@pytest.mark.parametrize("flags,auto,bf16", [(ZEN4_FLAGS, "bf16", "bf16"), (SKYLAKE_FLAGS, "fp32", "fp32")])
+def test_cpu_precision_follows_native_bf16(monkeypatch, caplog, flags, auto, bf16):
+    """On the CPU auto is bf16 only with native bf16; bf16 asked without it falls back to fp32 with a warning."""
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda cpuinfo=None: cpu_has_native_bf16(flags))
+    with caplog.at_level(logging.WARNING, logger="clip_perception.device"):
+        assert resolve_device_precision("cpu", "auto") == (torch.device("cpu"), auto)
+        assert resolve_device_precision("cpu", "bf16") == (torch.device("cpu"), bf16)
+        assert resolve_device_precision("cpu", "fp32") == (torch.device("cpu"), "fp32")
+    warned = [r.getMessage() for r in caplog.records if "no native bf16" in r.getMessage()]
+    assert len(warned) == (0 if bf16 == "bf16" else 1)
 
 
 def test_precision_aliases_and_cpu_fallback_warning(caplog):
@@ -36,7 +63,8 @@ def test_precision_aliases_and_cpu_fallback_warning(caplog):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA fallback")
 def test_cuda_requested_without_cuda_falls_back_to_cpu(caplog):
     with caplog.at_level(logging.WARNING, logger="clip_perception.device"):
-        assert resolve_device_precision("cuda", "auto") == (torch.device("cpu"), "fp32")
+        assert resolve_device_precision("cuda", "auto") == (torch.device("cpu"),
+                                                            "bf16" if cpu_has_native_bf16() else "fp32")
     assert any("CUDA is not available" in r.getMessage() for r in caplog.records)
 
 

@@ -35,6 +35,7 @@ class Recording:
     def __init__(self, inner):
         self.inner = inner
         self.calls = []
+        self.sizes = []  # the size argument of every encode_boxes call
         self.logit_scale = inner.logit_scale
         self.device = "cpu"
 
@@ -42,8 +43,9 @@ class Recording:
         self.calls.append(("texts", len(texts), None, 0))
         return self.inner.encode_texts(texts)
 
-    def encode_boxes(self, rgb, boxes, mode="crop"):
+    def encode_boxes(self, rgb, boxes, mode="crop", size=None):
         self.calls.append(("boxes", 1, mode, len(boxes)))
+        self.sizes.append(size)
         return self.inner.encode_boxes(rgb, boxes, mode=mode)
 
     def encode_boxes_multi(self, rgbs, boxes, mode="crop"):
@@ -80,6 +82,21 @@ def test_cascade_mode_dense_then_crop():
     rank(img, boxes, None, cmd("the cup next to the red block"), enc2, cfg(mode="cascade", cascade_top_k=5,
                                                                          cascade_margin=1.0))
     assert 5 <= enc2.calls["boxes_encoded"] - len(boxes) <= 10  # union of target and reference top-k
+
+
+def test_cascade_crop_size_reaches_only_the_rerank():
+    """Case: cascade_crop_size 160 is passed as size= to the re-rank crop call only (the dense pass gets none);
+    0 (the model's side) passes no size at all."""
+    img, boxes = scene(THREE)
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 400, (25, 2))
+    boxes = np.concatenate([boxes, np.concatenate([xy, xy + 40], 1).astype(np.float32)])
+    for size, expected in ((160, [None, 160]), (0, [None, None])):
+        enc = Recording(ColorTestEncoder())
+        res = rank(img, boxes, None, cmd("the leftmost red block"), enc,
+                   cfg(mode="cascade", cascade_top_k=5, cascade_margin=1.0, cascade_crop_size=size))
+        assert [c[2] for c in enc.calls if c[0] != "texts"] == ["dense", "crop"]
+        assert enc.sizes == expected and best_index(res, boxes) == 0
 
 
 def _box_set(boxes, usable=None):
@@ -142,25 +159,53 @@ def test_adaptive_cascade_decisive_frame_needs_no_crops():
     assert enc.modes == ["dense", "crop"] and enc.calls["boxes_encoded"] == len(boxes3) + 3
 
 
-def test_int8_encoder_embeddings_within_cosine_0999_of_fp32():
-    """Case: quantize_int8 (ViT-B-32, random weights, same seed): crop and dense embeddings within cosine
-    0.999 of fp32; the MLP layers are int8, attention stays fp32 (the MaskCLIP value path reads it)."""
+def _fp32_and(**kw):
+    """(fp32 ClipEncoder, ClipEncoder(**kw)), ViT-B-32 with the same random weights (seed 0)."""
     import torch
     from clip_perception.encoder import ClipEncoder
 
     torch.manual_seed(0)
-    fp32 = ClipEncoder("ViT-B-32", pretrained="none", device="cpu")
+    fp32 = ClipEncoder("ViT-B-32", pretrained="none", device="cpu", precision="fp32")
     torch.manual_seed(0)
-    int8 = ClipEncoder("ViT-B-32", pretrained="none", device="cpu", quantize_int8=True)
-    block = int8.model.visual.transformer.resblocks[0]
-    assert type(block.mlp.c_fc).__module__.startswith("torch.ao.nn.quantized.dynamic")
-    assert isinstance(block.attn, torch.nn.MultiheadAttention) and block.attn.in_proj_weight.dtype == torch.float32
+    return fp32, ClipEncoder("ViT-B-32", pretrained="none", device="cpu", **kw)
+
+
+def _assert_within_cosine(fp32, other, tol):
+    """Crop and dense embeddings of 4 boxes of a random 320x240 frame agree within cosine ``tol``."""
     rgb = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     boxes = np.array([[10, 10, 100, 120], [50, 60, 300, 200], [0, 0, 320, 240], [200, 100, 260, 180]], np.float32)
     for mode in ("crop", "dense"):
-        a, b = fp32.encode_boxes(rgb, boxes, mode), int8.encode_boxes(rgb, boxes, mode)
+        a, b = fp32.encode_boxes(rgb, boxes, mode), other.encode_boxes(rgb, boxes, mode)
+        assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == (4, 512)
         cos = (a * b).sum(1)
-        assert np.all(cos >= 0.999) and not np.array_equal(a, b), (mode, cos)
+        assert np.all(cos >= tol) and not np.array_equal(a, b), (mode, cos)
+
+
+def test_int8_encoder_embeddings_within_cosine_0999_of_fp32():
+    """Case: quantize_int8 (ViT-B-32, random weights, same seed): crop and dense embeddings within cosine
+    0.999 of fp32; the MLP layers are int8, attention stays fp32 (the MaskCLIP value path reads it);
+    precision auto gives fp32 around the int8 layers (never bf16)."""
+    import torch
+
+    fp32, int8 = _fp32_and(quantize_int8=True)
+    assert int8.precision == "fp32" and int8.dtype == torch.float32
+    block = int8.model.visual.transformer.resblocks[0]
+    assert type(block.mlp.c_fc).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    assert isinstance(block.attn, torch.nn.MultiheadAttention) and block.attn.in_proj_weight.dtype == torch.float32
+    _assert_within_cosine(fp32, int8, 0.999)
+
+
+def test_bf16_cpu_encoder_embeddings_within_cosine_0999_of_fp32():
+    """Case: bf16 on a CPU with native bf16 (the CPU default there): weights of the image tower in bf16,
+    crop and dense embeddings (float32 out) within cosine 0.999 of fp32 (measured: 0.9999)."""
+    import torch
+    from clip_perception.device import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16 instructions: bf16 falls back to fp32 (test_device.py)")
+    fp32, bf16 = _fp32_and(precision="auto")
+    assert bf16.precision == "bf16" and bf16.model.visual.conv1.weight.dtype == torch.bfloat16
+    _assert_within_cosine(fp32, bf16, 0.999)
 
 
 @pytest.mark.parametrize("mode,expected", [("crop", ["crop"]), ("dense", ["dense"]), ("auto", ["dense", "crop"])])

@@ -124,7 +124,7 @@ class GateEncoder:
     def encode_texts(self, texts):
         return self.inner.encode_texts(texts)
 
-    def encode_boxes(self, rgb, boxes, mode="crop"):
+    def encode_boxes(self, rgb, boxes, mode="crop", size=None):
         if self.gate_on:
             self.entered.set()
             self.release.wait(WAIT)

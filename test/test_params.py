@@ -71,7 +71,7 @@ def test_stage_fields_come_from_the_table():
             assert getattr(defaults, name) == PARAMETERS[name].default, name
     assert {spec.stage for spec in PARAMETERS.values()} == set(STAGES)
     assert [f.name for f in dataclasses.fields(RankingConfig)] == [
-        "mode", "cascade_top_k", "cascade_margin", "score_threshold", "color_prior_weight", "relation_weight",
+        "mode", "cascade_top_k", "cascade_margin", "cascade_crop_size", "score_threshold", "color_prior_weight", "relation_weight",
         "place_margin", "negative_prompts", "top_k"]
     assert [f.name for f in dataclasses.fields(ProposalConfig)] == [
         "proposal_methods", "max_proposals", "nms_iou", "min_box_size", "proposal_max_side",

@@ -67,12 +67,12 @@ from typing import Callable, Optional, Sequence
 
 from .bench_age import AGE_RUN_FRAMES, AGE_RUN_RATE_HZ, age_run
 from .bench_frames import BenchFrame, pad_proposals, render_frames, render_scenes
-from .bench_modes import (LEVERS, MODES, NAIVE_WARMUP_BOXES, STAGES, Bench, ModeRun, NaiveBaseline, Publisher,
+from .bench_modes import (LEVER_SPECS, LEVERS, MODES, NAIVE_WARMUP_BOXES, STAGES, Bench, ModeRun, NaiveBaseline, Publisher,
                           peak_rss_mb, percentiles, reset_peak_rss)
 from .bench_peers import PEER_SPECS, PEERS, PeerDetector, parse_peers
 from .bench_report import STAGE_LABELS, format_table, json_safe
 
-__all__ = ["AGE_RUN_FRAMES", "AGE_RUN_RATE_HZ", "DEFAULT_COMMAND", "LEVERS", "MODES", "NAIVE_WARMUP_BOXES", "PEERS",
+__all__ = ["AGE_RUN_FRAMES", "AGE_RUN_RATE_HZ", "DEFAULT_COMMAND", "LEVER_SPECS", "LEVERS", "MODES", "NAIVE_WARMUP_BOXES", "PEERS",
            "PEER_SPECS", "PeerDetector", "STAGES", "parse_levers", "parse_peers",
            "STAGE_LABELS", "Bench", "BenchFrame", "ModeRun", "NaiveBaseline", "Publisher", "age_run", "format_table",
            "json_safe", "load_average", "main", "make_parser", "pad_proposals", "parse_modes", "peak_rss_mb",
@@ -102,7 +102,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="open_clip tag, hf-hub:NAME or checkpoint path; default none = RANDOM weights "
                         "(timings are valid, rankings are not)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16; "
+    p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA; bf16 on a CPU with native bf16, else fp32), fp32, fp16, bf16; "
                                                        "the naive baseline is always fp32")
     p.add_argument("--width", type=int, default=640, help="image width in pixels (default 640)")
     p.add_argument("--height", type=int, default=480, help="image height in pixels (default 480)")
@@ -261,6 +261,7 @@ def _config_section(args, config, encoder, modes: list, naive_frames: int, rando
         "command": args.command,
         "cascade_top_k": int(config.cascade_top_k),
         "cascade_margin": float(config.cascade_margin),
+        "cascade_crop_size": int(config.cascade_crop_size),
         "peers": {m: PEER_SPECS[m].label + (" (tiny test model)" if args.tiny_peers else "")
                   for m in modes if m in PEERS},
         "levers": [m for m in modes if m in LEVERS],
@@ -278,9 +279,10 @@ def _config_section(args, config, encoder, modes: list, naive_frames: int, rando
     }
 
 
-def _peers_and_int8(args, modes: list, encoder, notes: list, say) -> tuple:
-    """(peer name -> PeerDetector, the int8 twin encoder or None) for the rows in ``modes``;
-    rows that cannot be built are removed from ``modes`` with a note."""
+def _peers_and_twins(args, modes: list, encoder, notes: list, say) -> tuple:
+    """(peer name -> PeerDetector, twin kind -> encoder) for the rows in ``modes`` (twins:
+    :data:`~clip_perception.tools.bench_modes.LEVER_SPECS`, the same random weights as ``encoder``);
+    rows that cannot be built, or would repeat the default, are removed from ``modes`` with a note."""
     import torch
 
     from ..encoder import ClipEncoder
@@ -293,17 +295,24 @@ def _peers_and_int8(args, modes: list, encoder, notes: list, say) -> tuple:
         except ImportError as exc:
             modes.remove(name)
             notes.append(f"peer {name} skipped: transformers not importable ({exc})")
-    int8 = None
-    if "cascade_int8" in modes:
-        if encoder.device.type != "cpu":
-            modes.remove("cascade_int8")
-            notes.append("lever cascade_int8 skipped: int8 linear layers are CPU-only")
-        else:
-            torch.manual_seed(0)  # the same random weights as the fp32 encoder
-            int8 = ClipEncoder(model_name=args.model, pretrained=args.pretrained, device=args.device,
-                               precision=args.precision, prompt_templates=tuple(encoder.prompt_templates),
-                               quantize_int8=True)
-    return peers, int8
+    twins = {}
+    if encoder.precision == "fp32":  # the fp32 levers run on the encoder itself; cascade_fp32 would repeat cascade
+        twins["fp32"] = encoder
+        if "cascade_fp32" in modes:
+            modes.remove("cascade_fp32")
+            notes.append("lever cascade_fp32 skipped: the encoder runs in fp32 already")
+    for lever in [m for m in modes if m in LEVER_SPECS and LEVER_SPECS[m][1]]:
+        kind = LEVER_SPECS[lever][1]
+        if kind == "int8" and encoder.device.type != "cpu":
+            modes.remove(lever)
+            notes.append(f"lever {lever} skipped: int8 linear layers are CPU-only")
+        elif kind not in twins:
+            torch.manual_seed(0)  # the same random weights as the encoder
+            extra = {"quantize_int8": True} if kind == "int8" else {}
+            twins[kind] = ClipEncoder(model_name=args.model, pretrained=args.pretrained, device=args.device,
+                                      precision="fp32" if kind == "fp32" else args.precision,
+                                      prompt_templates=tuple(encoder.prompt_templates), **extra)
+    return peers, twins
 
 
 def run_bench(args: argparse.Namespace, progress: Optional[Callable[[str], None]] = None) -> dict:
@@ -343,11 +352,11 @@ def run_bench(args: argparse.Namespace, progress: Optional[Callable[[str], None]
     say(f"rendering {args.frames} frames {args.width}x{args.height} and computing proposals")
     frames = render_frames(args.frames, args.width, args.height, args.proposals, config.proposal_methods,
                            max_side=config.proposal_max_side, ss_mode=config.selective_search_mode)
-    peers, int8_encoder = _peers_and_int8(args, modes, encoder, notes, say)
-    bench = Bench(encoder, config, frames, args.command, naive_frames, peers=peers, int8_encoder=int8_encoder)
+    peers, twins = _peers_and_twins(args, modes, encoder, notes, say)
+    bench = Bench(encoder, config, frames, args.command, naive_frames, peers=peers, twins=twins)
     if not bench.publisher.available:
         notes.append(bench.publisher.reason)
-    for enc in filter(None, (encoder, int8_encoder)):
+    for enc in dict.fromkeys((encoder, *twins.values())):  # each encoder once
         enc.warmup(dense=any(m.startswith(("dense", "cascade")) for m in modes))
     say(f"warm-up ({args.warmup} pass(es) per mode)")
     bench.warmup(modes, args.warmup)

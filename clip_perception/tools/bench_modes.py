@@ -27,11 +27,24 @@ STAGES: tuple[str, ...] = ("decode", "proposals", "crop_preprocess", "image_enco
                            "ranking", "3d", "publish")
 #: Modes in run order; ``naive`` is the baseline the others are compared with.
 MODES: tuple[str, ...] = ("naive", "crop", "dense", "cascade")
-#: Speed levers, each measured on its own against ``cascade`` (the CPU default, adaptive):
-#: ``cascade_fixed`` = the fixed cascade (``cascade_margin`` 1: always the ``cascade_top_k``
-#: best as crops, the CPU default before the adaptive cascade); ``cascade_int8`` = ``cascade``
-#: with the image tower's linear layers in int8 (``quantize_int8``, a second encoder).
-LEVERS: tuple[str, ...] = ("cascade_fixed", "cascade_int8")
+#: Speed levers, each ``cascade`` (the CPU default) with one thing changed, measured on its own:
+#: name -> (RankingConfig overrides, twin encoder or None).  ``cascade_fixed``: the fixed
+#: cascade (``cascade_margin`` 1: always the ``cascade_top_k`` best as crops);
+#: ``cascade_crop224`` / ``cascade_crop160``: re-rank crops at 224 px (the model's side) /
+#: 160 px instead of ``cascade_crop_size``; ``cascade_fp32``: the encoder in fp32 (a twin
+#: encoder, same weights; the CPU default is bf16 where the CPU has native bf16);
+#: ``cascade_int8``: int8 linear layers (``quantize_int8``, fp32 elsewhere; a twin encoder);
+#: ``cascade_previous``: the CPU default before bf16 and small re-rank crops (fp32, 224 px).
+LEVER_SPECS: dict = {
+    "cascade_fixed": ({"cascade_margin": 1.0}, None),
+    "cascade_crop224": ({"cascade_crop_size": 224}, None),
+    "cascade_crop160": ({"cascade_crop_size": 160}, None),
+    "cascade_fp32": ({}, "fp32"),
+    "cascade_int8": ({}, "int8"),
+    "cascade_previous": ({"cascade_crop_size": 0}, "fp32"),
+}
+#: Lever names, in run order.
+LEVERS: tuple[str, ...] = tuple(LEVER_SPECS)
 #: Boxes of frame 0 the naive baseline warms up on (keeps its warm-up cheap).
 NAIVE_WARMUP_BOXES = 4
 
@@ -212,9 +225,9 @@ class CropCounter:
         self.inner = inner
         self.crops = 0
 
-    def encode_boxes(self, rgb, boxes, mode: str = "crop"):
+    def encode_boxes(self, rgb, boxes, mode: str = "crop", **size):
         self.crops += len(boxes) if mode == "crop" else 0
-        return self.inner.encode_boxes(rgb, boxes, mode=mode)
+        return self.inner.encode_boxes(rgb, boxes, mode=mode, **size)
 
     def encode_boxes_multi(self, frames, boxes, mode: str = "crop"):
         self.crops += sum(len(b) for b in boxes) if mode == "crop" else 0
@@ -276,11 +289,12 @@ class Bench:
         command: command text.
         naive_frames: how many of the frames the naive mode runs.
         peers: name -> :class:`~clip_perception.tools.bench_peers.PeerDetector` (rows of their own).
-        int8_encoder: the ``quantize_int8`` twin of ``encoder`` for the ``cascade_int8`` lever, or None.
+        twins: twin encoders of the levers (:data:`LEVER_SPECS`): ``"fp32"`` / ``"int8"`` -> encoder
+            with the same weights; a lever whose twin is missing is not built.
     """
 
     def __init__(self, encoder, config, frames: list, command: str, naive_frames: int,
-                 peers: Optional[dict] = None, int8_encoder=None):
+                 peers: Optional[dict] = None, twins: Optional[dict] = None):
         from ..command import parse_command, parse_object_phrase
         from ..pipeline import Detector
 
@@ -295,9 +309,10 @@ class Bench:
         self.naive_frames = max(0, min(int(naive_frames), len(frames)))
         self.publisher = Publisher()
         ours = {m: (config.replace(mode=m), encoder) for m in ("crop", "dense", "cascade")}
-        ours["cascade_fixed"] = (config.replace(mode="cascade", cascade_margin=1.0), encoder)
-        if int8_encoder is not None:
-            ours["cascade_int8"] = (config.replace(mode="cascade"), int8_encoder)
+        twins = dict(twins or {})
+        for lever, (overrides, twin) in LEVER_SPECS.items():
+            if twin is None or twin in twins:
+                ours[lever] = (config.replace(mode="cascade", **overrides), twins[twin] if twin else encoder)
         self.detectors = {m: Detector(c, encoder=CropCounter(e)) for m, (c, e) in ours.items()}
         self.peers = dict(peers or {})
         ref = self.parsed.reference if self.parsed.relation else None

@@ -38,8 +38,10 @@ import numpy as np
 
 __all__ = ["PEERS", "PeerSpec", "PEER_SPECS", "PeerDetector", "parse_peers"]
 
-#: Peer names, in run order (keys of ``speedup_vs_peer`` in the JSON report).
-PEERS: tuple[str, ...] = ("owlvit_b32", "owlv2_b16")
+#: Peer names, in run order (keys of ``speedup_vs_peer`` in the JSON report).  ``owlvit_b32_bf16``
+#: is OWL-ViT B/32 with bf16 weights and input (on a CPU with native bf16, as our CPU default
+#: there; fp32 otherwise), so that our bf16 lever is compared with the peer given the same lever.
+PEERS: tuple[str, ...] = ("owlvit_b32", "owlvit_b32_bf16", "owlv2_b16")
 
 #: OpenAI CLIP normalisation (``transformers.image_utils.OPENAI_CLIP_MEAN`` / ``_STD``).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -58,6 +60,9 @@ class PeerSpec:
         config_cls, model_cls: class names in ``transformers``.
         image_size: square model input side [pixels].
         pad_square: pad the frame to a square (bottom / right, grey 0.5) before resizing (OWLv2).
+        precision: "fp32" (what ``transformers`` runs by default) or "bf16" (model and input in
+            bfloat16; falls back to fp32 where :func:`clip_perception.device.resolve_device_precision`
+            does).
     """
 
     name: str
@@ -66,11 +71,14 @@ class PeerSpec:
     model_cls: str
     image_size: int
     pad_square: bool
+    precision: str = "fp32"
 
 
 PEER_SPECS = {
     "owlvit_b32": PeerSpec("owlvit_b32", "OWL-ViT B/32 @ 768 px", "OwlViTConfig", "OwlViTForObjectDetection",
                            768, False),
+    "owlvit_b32_bf16": PeerSpec("owlvit_b32_bf16", "OWL-ViT B/32 @ 768 px, bf16", "OwlViTConfig",
+                                "OwlViTForObjectDetection", 768, False, "bf16"),
     "owlv2_b16": PeerSpec("owlv2_b16", "OWLv2 B/16 @ 960 px", "Owlv2Config", "Owlv2ForObjectDetection",
                           960, True),
 }
@@ -113,6 +121,8 @@ class PeerDetector:
         import torch
         import transformers
 
+        from ..device import PRECISION_DTYPES, resolve_device_precision
+
         self.spec = PEER_SPECS[name]
         self.name = name
         self.device = torch.device(device)
@@ -124,7 +134,9 @@ class PeerDetector:
         torch.manual_seed(int(seed))
         model = getattr(transformers, self.spec.model_cls)(config)
         model.eval()  # inference mode (dropout off)
-        self.model = model.to(self.device)
+        self.precision = resolve_device_precision(self.device, self.spec.precision)[1]
+        self.dtype = PRECISION_DTYPES[self.precision]
+        self.model = model.to(self.device, self.dtype)
         self.image_size = int(config.vision_config.image_size)
         self.tiny = bool(tiny)
         self._mean = torch.tensor(CLIP_MEAN, device=self.device).view(1, 3, 1, 1)
@@ -153,7 +165,7 @@ class PeerDetector:
             scale = (float(w), float(h))
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False,
                           antialias=True).clamp_(0.0, 1.0)
-        return (x - self._mean) / self._std, scale
+        return ((x - self._mean) / self._std).to(self.dtype), scale
 
     def tokens(self, phrases: Sequence[str]):
         """``(input_ids (Q, 16) int64, attention_mask (Q, 16) int64)`` of ``"a photo of a {phrase}"``."""

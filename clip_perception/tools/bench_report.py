@@ -48,6 +48,7 @@ def format_table(report: dict) -> str:
                  f"{cfg['proposals']} proposals/frame, {cfg['frames']} frames (naive: {cfg['naive_frames']}), "
                  f"warm-up {cfg['warmup']}, torch threads {cfg['torch_threads']}/{cfg['cpus']} CPUs, "
                  f"cascade_top_k {cfg['cascade_top_k']}, cascade_margin {cfg.get('cascade_margin')}, "
+                 f"cascade_crop_size {cfg.get('cascade_crop_size')}, "
                  f"crop backend {cfg.get('crop_backend')}")
     lines.append(f"  default mode on this device (auto): {report.get('default_mode')}; levers: "
                  f"{', '.join(cfg.get('levers') or []) or 'none'}; peers (random weights, transformers): "
