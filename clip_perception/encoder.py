@@ -6,7 +6,8 @@ and turns phrases into unit-norm text embeddings, prompt-ensembled over template
 et al., "Learning Transferable Visual Models From Natural Language Supervision", ICML 2021,
 section 3.1.4) and cached per phrase, and box proposals of one or several RGB frames into
 unit-norm image embeddings: ``mode="crop"`` (square crops, :mod:`clip_perception.crops`,
-batched forwards) or ``mode="dense"`` (one forward per frame, MaskCLIP patch features
+batched forwards; at the model's side or, ``size=``, a smaller one with the ViT's positional
+embedding resized) or ``mode="dense"`` (one forward per frame, MaskCLIP patch features
 pooled per box, :mod:`clip_perception.dense`).  Device and precision:
 :mod:`clip_perception.device`; weights: :mod:`clip_perception.weights`.
 

@@ -107,7 +107,7 @@ _SPECS = (
               "ranking mode: crop (batched crops), dense (MaskCLIP patch features), cascade (dense pre-rank, "
               "crop re-rank), auto (crop on CUDA, cascade on CPU)",
               choices=("auto", "crop", "dense", "cascade"), stage="ranking"),
-    ParamSpec("cascade_top_k", int, 10, "cascade mode: proposals re-ranked with crops", min=1, max=1000,
+    ParamSpec("cascade_top_k", int, 3, "cascade mode: most proposals (objects) re-ranked with crops", min=1, max=1000,
               stage="ranking"),
     ParamSpec("cascade_margin", float, 0.1,
               "cascade mode: only proposals whose dense pre-rank score is within this margin of the best are "

@@ -103,13 +103,13 @@ def test_detector_modes_same_top1_as_crop_on_clear_scene(clear_frames, scene_nam
         res = det.detect(fr.rgb, COMMAND, depth=fr.depth, K=fr.K)
         assert res.mode == values["mode"] and res.found, (mode, res.notes)
         best[mode] = res.best
-        n = len(res.proposals)
-        assert n > 10  # more proposals than cascade_top_k: the cascade starts dense
+        n, k = len(res.proposals), det.config.ranking.cascade_top_k
+        assert k == 3 and n > k  # more proposals than cascade_top_k (default 3): the cascade starts dense
         if mode == "cascade_fixed":
-            assert enc.modes == ["dense", "crop"] and enc.calls["boxes_encoded"] == n + 10
+            assert enc.modes == ["dense", "crop"] and enc.calls["boxes_encoded"] == n + k
         elif mode == "cascade":
             assert enc.modes[0] == "dense" and set(enc.modes) <= {"dense", "crop"}
-            assert n <= enc.calls["boxes_encoded"] <= n + 10
+            assert n <= enc.calls["boxes_encoded"] <= n + k
         else:
             assert set(enc.modes) == {mode}
     for mode in OUR_MODES + ("cascade_fixed",):
@@ -232,7 +232,8 @@ def test_parse_modes():
         bench.parse_modes("crop,tiles")
 
 
-LEVERS_ALL = ["cascade_fixed", "cascade_crop224", "cascade_crop160", "cascade_fp32", "cascade_int8", "cascade_previous"]
+LEVERS_ALL = ["cascade_fixed", "cascade_top10", "cascade_crop224", "cascade_crop160", "cascade_fp32", "cascade_int8",
+              "cascade_previous"]
 
 
 def test_parse_peers_and_levers():
@@ -373,8 +374,8 @@ def test_bench_json_report_has_every_field():
     assert results["naive"]["stages_ms"]["text_encode"]["p50"] > 0  # re-encoded every frame
     assert results["naive"]["crops_encoded_per_frame"] == 20 and results["crop"]["crops_encoded_per_frame"] == 20
     assert results["dense"]["crops_encoded_per_frame"] == 0
-    assert results["cascade_fixed"]["crops_encoded_per_frame"] == 10
-    assert 0 <= results["cascade"]["crops_encoded_per_frame"] <= 10
+    assert cfg["cascade_top_k"] == 3 and results["cascade_fixed"]["crops_encoded_per_frame"] == 3
+    assert 0 <= results["cascade"]["crops_encoded_per_frame"] <= 3
     assert all(results[p]["crops_encoded_per_frame"] == 0 for p in peers)
 
     sp = rep["speedup_vs_naive"]

@@ -29,19 +29,21 @@ STAGES: tuple[str, ...] = ("decode", "proposals", "crop_preprocess", "image_enco
 MODES: tuple[str, ...] = ("naive", "crop", "dense", "cascade")
 #: Speed levers, each ``cascade`` (the CPU default) with one thing changed, measured on its own:
 #: name -> (RankingConfig overrides, twin encoder or None).  ``cascade_fixed``: the fixed
-#: cascade (``cascade_margin`` 1: always the ``cascade_top_k`` best as crops);
+#: cascade (``cascade_margin`` 1: always the ``cascade_top_k`` best as crops, decisive or not);
+#: ``cascade_top10``: up to 10 contenders re-ranked instead of ``cascade_top_k``;
 #: ``cascade_crop224`` / ``cascade_crop160``: re-rank crops at 224 px (the model's side) /
 #: 160 px instead of ``cascade_crop_size``; ``cascade_fp32``: the encoder in fp32 (a twin
 #: encoder, same weights; the CPU default is bf16 where the CPU has native bf16);
 #: ``cascade_int8``: int8 linear layers (``quantize_int8``, fp32 elsewhere; a twin encoder);
-#: ``cascade_previous``: the CPU default before bf16 and small re-rank crops (fp32, 224 px).
+#: ``cascade_previous``: the CPU default before these levers (fp32, 224-px crops, up to 10).
 LEVER_SPECS: dict = {
     "cascade_fixed": ({"cascade_margin": 1.0}, None),
+    "cascade_top10": ({"cascade_top_k": 10}, None),
     "cascade_crop224": ({"cascade_crop_size": 224}, None),
     "cascade_crop160": ({"cascade_crop_size": 160}, None),
     "cascade_fp32": ({}, "fp32"),
     "cascade_int8": ({}, "int8"),
-    "cascade_previous": ({"cascade_crop_size": 0}, "fp32"),
+    "cascade_previous": ({"cascade_crop_size": 0, "cascade_top_k": 10}, "fp32"),
 }
 #: Lever names, in run order.
 LEVERS: tuple[str, ...] = tuple(LEVER_SPECS)
