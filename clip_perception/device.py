@@ -48,10 +48,10 @@ def cpu_has_native_bf16(cpuinfo: Optional[str] = None) -> bool:
     """Whether this CPU does bf16 arithmetic natively (one of :data:`NATIVE_BF16_FLAGS`).
 
     Why it matters: on such a CPU the ViT-B/32 image tower runs about 2x faster in bf16 than
-    in fp32 (this project's 2-core AMD EPYC Zen 4, 224 px crops, batch 1 / 5 / 10: 49 / 154 /
-    306 ms against 103 / 317 / 668 ms, ``scripts/measure_cpu_precision.py 5``), embeddings
-    within cosine 0.9999 of fp32 (random weights); without the instructions bf16 is emulated
-    and slower than fp32.
+    in fp32 (this project's 2-core AMD EPYC Zen 4, open_clip's mixed bf16, 224 px crops, batch
+    1 / 5 / 10: 58 / 151 / 296 ms against 125 / 338 / 632 ms, ``scripts/measure_cpu_precision.py
+    5``), embeddings within cosine 0.9999 of fp32 (random weights); without the instructions
+    bf16 is emulated and slower than fp32.
 
     Args:
         cpuinfo: text of ``/proc/cpuinfo`` (default: read it; an unreadable file -> False).

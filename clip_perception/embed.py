@@ -29,12 +29,16 @@ encoders) are called frame by frame.  The cascade's crop re-rank runs per frame.
 
 The encoder protocol (``encoder.Encoder``): ``encode_texts(list[str]) -> (M, D)``,
 ``encode_boxes(rgb, boxes, mode, size=None) -> (N, D)`` (unit-norm float32; ``size`` is passed
-only when ``cascade_crop_size`` is set), ``logit_scale``, optional
+only when ``cascade_crop_size`` is set and the encoder takes it, :func:`accepts_size`; an
+encoder of the older ``(rgb, boxes, mode)`` form gets no ``size`` and one warning),
+``logit_scale``, optional
 ``device`` and ``encode_boxes_multi(frames, boxes, mode) -> list of (Ni, D)``.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import time
 from typing import Optional, Sequence
 
@@ -45,7 +49,11 @@ from .params import RankingConfig
 from .ranking import DUPLICATE_IOU, BoxSet, Query, TextEmbeddings, score_boxes
 from .types import Timings
 
-__all__ = ["MODES", "resolve_mode", "embed_texts", "embed_boxes", "embed_frame", "cascade_contenders"]
+__all__ = ["MODES", "resolve_mode", "embed_texts", "embed_boxes", "embed_frame", "cascade_contenders",
+           "accepts_size"]
+
+log = logging.getLogger(__name__)
+_WARNED_NO_SIZE: set = set()
 
 #: Embedding modes after :func:`resolve_mode` (``auto`` is resolved to one of them).
 MODES = ("crop", "dense", "cascade")
@@ -90,6 +98,33 @@ def embed_texts(encoder, query: Query, timings: Optional[Timings] = None) -> Tex
         timings.add("encode_text", (time.perf_counter() - t0) * 1e3)
     return TextEmbeddings(target=emb[0], reference=emb[1] if query.reference is not None else None,
                           negatives=emb[len(phrases):], logit_scale=float(encoder.logit_scale))
+
+
+def accepts_size(encoder) -> bool:
+    """Whether ``encoder.encode_boxes`` takes the ``size`` keyword (``cascade_crop_size``).
+
+    Encoders written to the protocol before ``size`` existed (``encode_boxes(rgb, boxes, mode)``)
+    do not; the cascade then crops them at their own size, with one warning per encoder type.
+    """
+    try:
+        params = inspect.signature(encoder.encode_boxes).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: assume the old protocol
+        return False
+    return any(p.name == "size" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _crop_size_kw(encoder, config: RankingConfig) -> dict:
+    """``{"size": cascade_crop_size}`` when it is set and the encoder takes it, else ``{}``."""
+    if not config.cascade_crop_size:
+        return {}
+    if accepts_size(encoder):
+        return {"size": int(config.cascade_crop_size)}
+    name = type(encoder).__name__
+    if name not in _WARNED_NO_SIZE:
+        _WARNED_NO_SIZE.add(name)
+        log.warning("encoder %s: encode_boxes takes no size=, so cascade_crop_size=%d is not applied "
+                    "(crops at the encoder's own size)", name, int(config.cascade_crop_size))
+    return {}
 
 
 def _first_mode(mode: str, n: int, cascade_top_k: int) -> str:
@@ -165,7 +200,7 @@ def _cascade_rerank(encoder, rgb: np.ndarray, box_set: BoxSet, dense: np.ndarray
     idx = np.array(sorted(sel), dtype=np.int64)
     emb = dense.copy()
     if idx.size:
-        size = {"size": int(config.cascade_crop_size)} if config.cascade_crop_size else {}
+        size = _crop_size_kw(encoder, config)
         emb[idx] = np.asarray(encoder.encode_boxes(rgb, box_set.boxes[idx], mode="crop", **size), dtype=np.float32)
     if timings is not None:
         timings.add("encode_boxes", (time.perf_counter() - t0) * 1e3)

@@ -525,13 +525,17 @@ class ClipEncoder:
         self.fault_hook = hook
 
     # ---------------------------------------------------------------- warm-up
-    def warmup(self, max_batch: Optional[int] = None, dense: bool = False) -> None:
+    def warmup(self, max_batch: Optional[int] = None, dense: bool = False,
+               crop_size: Optional[int] = None) -> None:
         """Run text and dummy image batches once (kernel selection, allocator, compile).
 
         Args:
             max_batch: largest bucket to run; None -> all buckets when
                 bucketing is on (CUDA), else just the smallest (CPU).
             dense: also run one dense forward.
+            crop_size: also run one crop batch at this side (the cascade's ``cascade_crop_size``);
+                None or the model's side: nothing more.  ``torch.compile`` (``compile=True``)
+                wraps the model-size forward only; other sides run eagerly.
         """
         with self._lock, torch.inference_mode():
             self._encode_phrases(["object"])
@@ -546,5 +550,9 @@ class ClipEncoder:
             if dense:
                 self._require_dense()
                 self._run_batched(self._dense_input(self._upload(frame)), self._dense_forward, False)
+            side = self.crop_side(crop_size)
+            if side != tuple(self.input_size):
+                x = self.crops.boxes(self._upload(frame), np.array([[8, 8, 40, 56]], np.float32), side)
+                self._run_batched(x, self._encode_resized_batch, bucketed=False)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)

@@ -99,7 +99,8 @@ _SPECS = (
               choices=("auto", "fp32", "fp16", "bf16"), reload_model=True, stage="model"),
     ParamSpec("quantize_int8", bool, False,
               "CPU only: dynamic int8 quantisation of the image tower's linear layers (torch.ao quantize_dynamic); "
-              "faster, embeddings within cosine 0.999 of fp32; ignored on CUDA", reload_model=True, stage="model"),
+              "embeddings within cosine 0.999 of fp32; the rest of the model then runs in fp32 (it replaces bf16); "
+              "ignored on CUDA", reload_model=True, stage="model"),
     ParamSpec("cpu_threads", int, 0,
               "torch intra-op threads of the node process; 0 = auto: usable CPUs - 1 (at least 1), leaving a core "
               "to the ROS 2 middleware and the camera", min=0, max=1024, runtime=False),
@@ -116,8 +117,8 @@ _SPECS = (
               stage="ranking"),
     ParamSpec("cascade_crop_size", int, 128,
               "cascade mode: side in pixels of the re-rank crops; 0 = the model's input side (224 for ViT-B-32); "
-              "smaller is faster (a ViT's positional embedding is resized bicubically; rounded down to whole "
-              "patches)", min=0, max=1024, stage="ranking"),
+              "smaller is faster (a ViT's positional embedding is resized bicubically, as open_clip does to load a "
+              "checkpoint at another size; rounded down to whole patches)", min=0, max=1024, stage="ranking"),
     ParamSpec("proposal_methods", list, ["selective_search", "contours", "depth"],
               "region proposal methods (selective_search, contours, grid, depth); depth runs only with depth + K",
               choices=PROPOSAL_METHODS, stage="proposals"),

@@ -179,7 +179,9 @@ class Detector:
                                   precision=model.precision, prompt_templates=tuple(model.prompt_templates),
                                   quantize_int8=model.quantize_int8)
             if model.warmup:
-                encoder.warmup()
+                cascade = resolve_mode(config.ranking.mode, encoder.device) == "cascade"
+                size = (config.ranking.cascade_crop_size or None) if cascade else None
+                encoder.warmup(dense=cascade, crop_size=size)  # the shapes of the first frame
         self.encoder = encoder
         self._state = _State(config, resolve_mode(config.ranking.mode, _encoder_device(encoder)))
         self._parsed: tuple = (None, None)  # (text, CommandParse) of the last parsed text

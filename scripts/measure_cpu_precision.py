@@ -3,7 +3,8 @@
 Usage: ``.venv/bin/python scripts/measure_cpu_precision.py [REPEATS]`` (default 5).  Prints, per
 batch size (1, 5, 10 crops at 224 px) and per precision, the median forward time of
 ``model.visual`` in one process (2 torch threads, interleaved), and the smallest cosine
-between each precision's embeddings and fp32's.  The figures quoted in
+between each precision's embeddings and fp32's.  bf16 is open_clip's mixed precision (what
+``ClipEncoder(precision="bf16")`` loads: ``convert_weights_to_lp``, LayerNorm in fp32).  The figures quoted in
 ``clip_perception.device.cpu_has_native_bf16`` and README's performance section come from it.
 """
 
@@ -24,8 +25,10 @@ def main(repeats: int) -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+    mixed = copy.deepcopy(model)
+    open_clip.model.convert_weights_to_lp(mixed, dtype=torch.bfloat16)  # what precision="bf16" does
     towers = {"fp32": (model.visual, torch.float32),
-              "bf16": (copy.deepcopy(model.visual).to(torch.bfloat16), torch.bfloat16),
+              "bf16": (mixed.visual, torch.bfloat16),
               "int8": (quantize_linear_int8(copy.deepcopy(model.visual)), torch.float32)}
     print(f"native bf16 instructions: {cpu_has_native_bf16()}; torch {torch.__version__}")
     with torch.inference_mode():

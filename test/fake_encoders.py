@@ -198,4 +198,4 @@ class SlowEncoder:
         with self._lock:
             self.box_calls += 1
         time.sleep(self.delay_s)
-        return self.inner.encode_boxes(rgb, boxes, mode=mode)
+        return self.inner.encode_boxes(rgb, boxes, mode=mode, size=size)

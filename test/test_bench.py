@@ -233,7 +233,7 @@ def test_parse_modes():
 
 
 LEVERS_ALL = ["cascade_fixed", "cascade_top10", "cascade_crop224", "cascade_crop160", "cascade_fp32", "cascade_int8",
-              "cascade_previous"]
+              "cascade_224_top10", "cascade_previous"]
 
 
 def test_parse_peers_and_levers():

@@ -166,3 +166,21 @@ def test_crops_at_another_side(enc, frame):
     e224 = enc.encode_boxes(frame, boxes, mode="crop")
     np.testing.assert_array_equal(enc.encode_boxes(frame, boxes, mode="crop", size=224), e224)
     assert e160.shape == e224.shape == (3, 512) and not np.allclose(e160, e224, atol=1e-3)
+
+
+def test_crops_at_another_side_need_a_vit():
+    """A ResNet CLIP (RN50, random weights) has no resizable patch grid: crop_side(None) / its own 224 work,
+    another side is NotImplementedError naming crop mode (the cascade needs a ViT anyway)."""
+    rn = ClipEncoder("RN50", pretrained="none", device="cpu", precision="fp32")
+    assert rn.crop_side(None) == rn.crop_side(224) == (224, 224)
+    with pytest.raises(NotImplementedError, match="crop"):
+        rn.crop_side(128)
+
+
+def test_warmup_runs_the_resized_crop_shape(enc):
+    """warmup(crop_size=128) also runs one 128-px crop batch: the 4x4 positional embedding is then cached."""
+    enc._pos_cache.clear()
+    enc.warmup(crop_size=128)
+    assert [k[:2] for k in enc._pos_cache] == [(4, 4)]
+    enc.warmup(crop_size=224)  # the model's own side: nothing resized
+    assert [k[:2] for k in enc._pos_cache] == [(4, 4)]

@@ -46,7 +46,7 @@ class Recording:
     def encode_boxes(self, rgb, boxes, mode="crop", size=None):
         self.calls.append(("boxes", 1, mode, len(boxes)))
         self.sizes.append(size)
-        return self.inner.encode_boxes(rgb, boxes, mode=mode)
+        return self.inner.encode_boxes(rgb, boxes, mode=mode, size=size)
 
     def encode_boxes_multi(self, rgbs, boxes, mode="crop"):
         self.calls.append(("multi", len(rgbs), mode, sum(len(b) for b in boxes)))
@@ -97,6 +97,40 @@ def test_cascade_crop_size_reaches_only_the_rerank():
                    cfg(mode="cascade", cascade_top_k=5, cascade_margin=1.0, cascade_crop_size=size))
         assert [c[2] for c in enc.calls if c[0] != "texts"] == ["dense", "crop"]
         assert enc.sizes == expected and best_index(res, boxes) == 0
+
+
+def test_encoder_without_size_keyword_still_cascades(caplog):
+    """Case: an encoder of the protocol before ``size`` (encode_boxes(rgb, boxes, mode)) in the default cascade:
+    no TypeError, the re-rank crops are made without size, and one warning names the encoder."""
+    import logging
+
+    class OldProtocol:
+        logit_scale = 100.0
+
+        def __init__(self):
+            self.inner = ColorTestEncoder()
+            self.modes = []
+
+        def encode_texts(self, texts):
+            return self.inner.encode_texts(texts)
+
+        def encode_boxes(self, rgb, boxes, mode="crop"):
+            self.modes.append(mode)
+            return self.inner.encode_boxes(rgb, boxes, mode=mode)
+
+    img, boxes = scene(THREE)
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 400, (25, 2))
+    boxes = np.concatenate([boxes, np.concatenate([xy, xy + 40], 1).astype(np.float32)])
+    enc = OldProtocol()
+    assert not embed.accepts_size(enc) and embed.accepts_size(Recording(ColorTestEncoder()))
+    with caplog.at_level(logging.WARNING, logger="clip_perception.embed"):
+        for _ in range(2):
+            res = rank(img, boxes, None, cmd("the leftmost red block"), enc,
+                       cfg(mode="cascade", cascade_top_k=5, cascade_margin=1.0, cascade_crop_size=128))
+    assert enc.modes == ["dense", "crop"] * 2 and best_index(res, boxes) == 0
+    warned = [r.getMessage() for r in caplog.records if "takes no size=" in r.getMessage()]
+    assert len(warned) == 1 and "OldProtocol" in warned[0] and "cascade_crop_size=128" in warned[0]
 
 
 def _box_set(boxes, usable=None):
@@ -171,11 +205,11 @@ def _fp32_and(**kw):
 
 
 def _assert_within_cosine(fp32, other, tol):
-    """Crop and dense embeddings of 4 boxes of a random 320x240 frame agree within cosine ``tol``."""
+    """Crop (224 and 128 px) and dense embeddings of 4 boxes of a random 320x240 frame agree within cosine ``tol``."""
     rgb = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     boxes = np.array([[10, 10, 100, 120], [50, 60, 300, 200], [0, 0, 320, 240], [200, 100, 260, 180]], np.float32)
-    for mode in ("crop", "dense"):
-        a, b = fp32.encode_boxes(rgb, boxes, mode), other.encode_boxes(rgb, boxes, mode)
+    for mode, size in (("crop", None), ("crop", 128), ("dense", None)):
+        a, b = fp32.encode_boxes(rgb, boxes, mode, size=size), other.encode_boxes(rgb, boxes, mode, size=size)
         assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == (4, 512)
         cos = (a * b).sum(1)
         assert np.all(cos >= tol) and not np.array_equal(a, b), (mode, cos)

@@ -128,7 +128,7 @@ class GateEncoder:
         if self.gate_on:
             self.entered.set()
             self.release.wait(WAIT)
-        return self.inner.encode_boxes(rgb, boxes, mode=mode)
+        return self.inner.encode_boxes(rgb, boxes, mode=mode, size=size)
 
 
 class Graph:

@@ -19,7 +19,10 @@ One run, the same frames, the same proposals, the same model (same weights):
   model in ``eval``), then a per-crop softmax over the texts; ``crop`` / ``dense`` /
   ``cascade``: :class:`pipeline.Detector` (``ranking.rank``) with the ``ClipEncoder``
   (batched crops / MaskCLIP dense features / dense pre-rank + crop re-rank of the
-  ``cascade_top_k`` best), fed the same proposals;
+  contenders, adaptive: at most ``cascade_top_k``, at ``cascade_crop_size`` pixels), fed the
+  same proposals; ``levers`` (:data:`~clip_perception.tools.bench_modes.LEVER_SPECS`): the
+  default ``cascade`` with one thing changed; ``peers``: open-vocabulary detectors
+  (:mod:`~clip_perception.tools.bench_peers`);
 * **stages** (milliseconds per frame, median and 90th percentile over the timed frames):
   ``decode``, ``proposals``, ``crop + preprocess``, ``image encode``, ``text encode``,
   ``ranking`` (everything else inside ranking: colour prior, softmax, NMS, ordering),
@@ -285,9 +288,14 @@ def _peers_and_twins(args, modes: list, encoder, notes: list, say) -> tuple:
     rows that cannot be built, or would repeat the default, are removed from ``modes`` with a note."""
     import torch
 
+    from ..device import resolve_device_precision
     from ..encoder import ClipEncoder
 
     peers = {}
+    spec_bf16 = PEER_SPECS["owlvit_b32_bf16"].precision
+    if "owlvit_b32_bf16" in modes and resolve_device_precision(encoder.device, spec_bf16)[1] != "bf16":
+        modes.remove("owlvit_b32_bf16")  # it would be the fp32 peer again
+        notes.append("peer owlvit_b32_bf16 skipped: no bf16 on this device (it would repeat owlvit_b32)")
     for name in [m for m in modes if m in PEERS]:
         try:
             say(f"building peer {name} ({PEER_SPECS[name].label}, random weights)")
@@ -311,7 +319,8 @@ def _peers_and_twins(args, modes: list, encoder, notes: list, say) -> tuple:
             extra = {"quantize_int8": True} if kind == "int8" else {}
             twins[kind] = ClipEncoder(model_name=args.model, pretrained=args.pretrained, device=args.device,
                                       precision="fp32" if kind == "fp32" else args.precision,
-                                      prompt_templates=tuple(encoder.prompt_templates), **extra)
+                                      prompt_templates=tuple(encoder.prompt_templates),
+                                      compile=bool(args.compile), **extra)
     return peers, twins
 
 

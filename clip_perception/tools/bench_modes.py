@@ -35,7 +35,9 @@ MODES: tuple[str, ...] = ("naive", "crop", "dense", "cascade")
 #: 160 px instead of ``cascade_crop_size``; ``cascade_fp32``: the encoder in fp32 (a twin
 #: encoder, same weights; the CPU default is bf16 where the CPU has native bf16);
 #: ``cascade_int8``: int8 linear layers (``quantize_int8``, fp32 elsewhere; a twin encoder);
-#: ``cascade_previous``: the CPU default before these levers (fp32, 224-px crops, up to 10).
+#: ``cascade_224_top10``: both re-rank settings of before (224-px crops, up to 10) in the
+#: default's precision; ``cascade_previous``: the CPU default before these levers (fp32,
+#: 224-px crops, up to 10).
 LEVER_SPECS: dict = {
     "cascade_fixed": ({"cascade_margin": 1.0}, None),
     "cascade_top10": ({"cascade_top_k": 10}, None),
@@ -43,6 +45,7 @@ LEVER_SPECS: dict = {
     "cascade_crop160": ({"cascade_crop_size": 160}, None),
     "cascade_fp32": ({}, "fp32"),
     "cascade_int8": ({}, "int8"),
+    "cascade_224_top10": ({"cascade_crop_size": 0, "cascade_top_k": 10}, None),
     "cascade_previous": ({"cascade_crop_size": 0, "cascade_top_k": 10}, "fp32"),
 }
 #: Lever names, in run order.
@@ -139,7 +142,8 @@ class NaiveBaseline:
     fp32, ``model.eval()``, ``torch.inference_mode()`` -- nothing slowed down on purpose.
 
     Args:
-        model: the open_clip model (fp32; the bench passes the encoder's own model on CPU).
+        model: the open_clip model in fp32 (the bench passes the encoder's own model when it is fp32,
+            else an fp32 copy, e.g. on a CPU whose default is bf16).
         preprocess: open_clip's inference transform for that model.
         tokenizer: open_clip tokenizer.
         device: torch device of ``model``.

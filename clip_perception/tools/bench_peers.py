@@ -1,11 +1,14 @@
 """Open-vocabulary detector peers of ``clip-perception bench``: OWL-ViT and OWLv2, timed like our modes.
 
 A robotics engineer choosing this package would compare it with an open-vocabulary
-detector; the bench runs two of them on the same frames and text queries, in the same
-process, interleaved with our modes:
+detector; the bench runs two of them (one of them twice) on the same frames and text
+queries, in the same process, interleaved with our modes:
 
 * ``owlvit_b32`` -- OWL-ViT B/32 at 768 x 768 px (Minderer et al., "Simple Open-Vocabulary
-  Object Detection with Vision Transformers", ECCV 2022; the model NanoOWL runs);
+  Object Detection with Vision Transformers", ECCV 2022; the model NanoOWL runs), fp32 as
+  ``transformers`` runs it by default;
+* ``owlvit_b32_bf16`` -- the same with weights and input in bf16 (where the device has bf16:
+  CUDA or a CPU with native bf16 instructions; the bench drops the row elsewhere);
 * ``owlv2_b16`` -- OWLv2 B/16 at 960 x 960 px (Minderer et al., "Scaling Open-Vocabulary
   Object Detection", NeurIPS 2023).
 
@@ -150,7 +153,7 @@ class PeerDetector:
             torch.cuda.synchronize(self.device)
 
     def preprocess(self, rgb: np.ndarray):
-        """``(pixel_values (1, 3, S, S) float32, (sx, sy))``: the processor's input and the frame
+        """``(pixel_values (1, 3, S, S) in the peer's dtype, (sx, sy))``: the processor's input and the frame
         pixels per unit of the normalised box coordinates (x, y)."""
         import torch
         import torch.nn.functional as F
