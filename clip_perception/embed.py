@@ -53,7 +53,8 @@ __all__ = ["MODES", "resolve_mode", "embed_texts", "embed_boxes", "embed_frame",
            "accepts_size"]
 
 log = logging.getLogger(__name__)
-_WARNED_NO_SIZE: set = set()
+#: encoder type -> whether its ``encode_boxes`` takes ``size`` (looked up once per type, warned once).
+_SIZE_SUPPORT: dict = {}
 
 #: Embedding modes after :func:`resolve_mode` (``auto`` is resolved to one of them).
 MODES = ("crop", "dense", "cascade")
@@ -117,14 +118,13 @@ def _crop_size_kw(encoder, config: RankingConfig) -> dict:
     """``{"size": cascade_crop_size}`` when it is set and the encoder takes it, else ``{}``."""
     if not config.cascade_crop_size:
         return {}
-    if accepts_size(encoder):
-        return {"size": int(config.cascade_crop_size)}
-    name = type(encoder).__name__
-    if name not in _WARNED_NO_SIZE:
-        _WARNED_NO_SIZE.add(name)
-        log.warning("encoder %s: encode_boxes takes no size=, so cascade_crop_size=%d is not applied "
-                    "(crops at the encoder's own size)", name, int(config.cascade_crop_size))
-    return {}
+    kind = type(encoder)
+    if kind not in _SIZE_SUPPORT:
+        _SIZE_SUPPORT[kind] = accepts_size(encoder)
+        if not _SIZE_SUPPORT[kind]:
+            log.warning("encoder %s: encode_boxes takes no size=, so cascade_crop_size=%d is not applied "
+                        "(crops at the encoder's own size)", kind.__name__, int(config.cascade_crop_size))
+    return {"size": int(config.cascade_crop_size)} if _SIZE_SUPPORT[kind] else {}
 
 
 def _first_mode(mode: str, n: int, cascade_top_k: int) -> str:

@@ -387,9 +387,8 @@ class ClipEncoder:
         crops = [self.crops.boxes(self._upload(f, i), b, side) for i, (f, b) in enumerate(zip(frames, boxes)) if len(b)]
         x = crops[0] if len(crops) == 1 else torch.cat(crops, 0)
         t0 = self._mark("encoder.crop", t0)
-        own = side == tuple(self.input_size)
-        fn = self._encode_image_batch if own else self._encode_resized_batch
-        feats = self._run_batched(x, fn, bucketed=self.bucket_batches and own)
+        own = side == tuple(self.input_size)  # only the model's own shape is bucketed (and compiled)
+        feats = self._run_batched(x, self._encode_image_batch, bucketed=self.bucket_batches and own)
         feats = F.normalize(feats.float(), dim=-1).cpu().numpy()
         self._mark("encoder.image", t0)
         return feats
@@ -412,14 +411,9 @@ class ClipEncoder:
         x = x.to(self.device, self.dtype, non_blocking=True)
         if self.fault_hook is not None:
             self.fault_hook(x)
-        return self._visual(x).float()
-
-    def _encode_resized_batch(self, x: torch.Tensor) -> torch.Tensor:
-        """Crops of another side than the model's: the ViT with its positional embedding resized."""
-        x = x.to(self.device, self.dtype, non_blocking=True)
-        if self.fault_hook is not None:
-            self.fault_hook(x)
-        return pooled_embedding(self.model.visual, x, self._pos_cache).float()
+        if tuple(x.shape[-2:]) == tuple(self.input_size):
+            return self._visual(x).float()
+        return pooled_embedding(self.model.visual, x, self._pos_cache).float()  # resized positional embedding
 
     # ---------------------------------------------------------------- dense (MaskCLIP)
     def _require_dense(self) -> None:
@@ -553,6 +547,6 @@ class ClipEncoder:
             side = self.crop_side(crop_size)
             if side != tuple(self.input_size):
                 x = self.crops.boxes(self._upload(frame), np.array([[8, 8, 40, 56]], np.float32), side)
-                self._run_batched(x, self._encode_resized_batch, bucketed=False)
+                self._run_batched(x, self._encode_image_batch, bucketed=False)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
